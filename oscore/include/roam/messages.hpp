@@ -1,0 +1,202 @@
+// Every message roam sends, with its wire tag. Tags are append-only and never
+// reused; fields are append-only (decoders ignore trailing bytes they do not
+// know). Peer messages travel inside the authenticated channel
+// (secure_channel.hpp); control messages travel on the local unix socket.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "roam/wire.hpp"
+
+namespace roam::msg {
+
+enum class Type : uint16_t {
+  // peer <-> peer
+  hello = 1,
+  auth = 2,
+  gossip = 3,
+  // tool <-> local mosd
+  ctl_hello = 100,
+  status_request = 101,
+  status_reply = 102,
+  ps_request = 103,
+  ps_reply = 104,
+  register_job = 105,
+  register_job_reply = 106,
+  error_reply = 107,
+};
+
+const char* type_name(Type t);
+
+inline constexpr size_t kNonceBytes = 32;
+inline constexpr size_t kMacBytes = 32;
+inline constexpr size_t kStreamHeaderBytes = 24;
+inline constexpr uint32_t kMaxGossipEntries = 4096;
+inline constexpr uint32_t kMaxListItems = 65536;
+
+// First frame on a peer connection, in the clear, both directions.
+struct Hello {
+  static constexpr Type kType = Type::hello;
+  uint32_t magic = wire::kMagic;
+  uint16_t version = wire::kVersion;
+  uint16_t min_version = wire::kMinVersion;
+  uint64_t features = 0;
+  uint32_t node = 0;  // sender's node number
+  std::array<unsigned char, kNonceBytes> nonce{};
+};
+
+// Second frame, both directions: proof of the cluster key over both hellos,
+// and the header of the sender's encrypted stream.
+struct Auth {
+  static constexpr Type kType = Type::auth;
+  std::array<unsigned char, kMacBytes> mac{};
+  std::array<unsigned char, kStreamHeaderBytes> stream_header{};
+};
+
+// One node's information as gossiped. Load is fixed point: 100 = one runnable
+// process per CPU of reference speed.
+struct LoadInfo {
+  uint32_t load = 0;
+  uint64_t free_mem = 0;   // bytes
+  uint64_t total_mem = 0;  // bytes
+  uint16_t ncpus = 0;
+  uint32_t speed = 0;
+  uint32_t procs = 0;      // roam processes at this node
+};
+
+struct GossipEntry {
+  uint32_t node = 0;    // node number (not index)
+  uint32_t age_ms = 0;  // age of the information when sent
+  LoadInfo info;
+};
+
+struct Gossip {
+  static constexpr Type kType = Type::gossip;
+  std::vector<GossipEntry> entries;  // entries[0] is the sender's own
+};
+
+struct CtlHello {
+  static constexpr Type kType = Type::ctl_hello;
+  uint32_t magic = wire::kMagic;
+  uint16_t version = wire::kVersion;
+};
+
+struct StatusRequest {
+  static constexpr Type kType = Type::status_request;
+};
+
+struct NodeStatus {
+  uint32_t node = 0;
+  std::string address;
+  std::vector<std::string> tags;
+  bool self = false;
+  bool known = false;  // any information ever received
+  bool up = false;
+  uint64_t age_ms = 0;
+  LoadInfo info;
+};
+
+struct StatusReply {
+  static constexpr Type kType = Type::status_reply;
+  uint32_t self = 0;
+  std::string hostname;
+  uint32_t step_ms = 0;
+  uint32_t window = 0;
+  uint32_t down_after_steps = 0;
+  uint64_t uptime_ms = 0;
+  uint64_t gossip_sent = 0;
+  uint64_t gossip_received = 0;
+  uint64_t rejected = 0;  // connections or messages refused
+  std::vector<NodeStatus> nodes;
+};
+
+struct PsRequest {
+  static constexpr Type kType = Type::ps_request;
+};
+
+struct ProcInfo {
+  int32_t pid = 0;
+  uint64_t job = 0;
+  uint32_t home = 0;
+  uint32_t where = 0;
+  std::string state;    // roam state: home, away, moving
+  std::string command;
+  std::string reason;   // why it is where it is
+  uint64_t rss = 0;     // bytes
+};
+
+struct PsReply {
+  static constexpr Type kType = Type::ps_reply;
+  uint32_t self = 0;
+  std::vector<ProcInfo> procs;
+};
+
+// Sent by mosrun just before it execs; mosd takes the peer's pid from
+// SO_PEERCRED and puts it into a new job cgroup.
+struct RegisterJob {
+  static constexpr Type kType = Type::register_job;
+  std::string command;
+};
+
+struct RegisterJobReply {
+  static constexpr Type kType = Type::register_job_reply;
+  uint64_t job = 0;
+};
+
+struct ErrorReply {
+  static constexpr Type kType = Type::error_reply;
+  std::string message;
+};
+
+// Encoding: u16 type, then the fields.
+void encode_fields(wire::Writer& w, const Hello& m);
+void encode_fields(wire::Writer& w, const Auth& m);
+void encode_fields(wire::Writer& w, const Gossip& m);
+void encode_fields(wire::Writer& w, const CtlHello& m);
+void encode_fields(wire::Writer& w, const StatusRequest& m);
+void encode_fields(wire::Writer& w, const StatusReply& m);
+void encode_fields(wire::Writer& w, const PsRequest& m);
+void encode_fields(wire::Writer& w, const PsReply& m);
+void encode_fields(wire::Writer& w, const RegisterJob& m);
+void encode_fields(wire::Writer& w, const RegisterJobReply& m);
+void encode_fields(wire::Writer& w, const ErrorReply& m);
+
+void decode_fields(wire::Reader& r, Hello& m);
+void decode_fields(wire::Reader& r, Auth& m);
+void decode_fields(wire::Reader& r, Gossip& m);
+void decode_fields(wire::Reader& r, CtlHello& m);
+void decode_fields(wire::Reader& r, StatusRequest& m);
+void decode_fields(wire::Reader& r, StatusReply& m);
+void decode_fields(wire::Reader& r, PsRequest& m);
+void decode_fields(wire::Reader& r, PsReply& m);
+void decode_fields(wire::Reader& r, RegisterJob& m);
+void decode_fields(wire::Reader& r, RegisterJobReply& m);
+void decode_fields(wire::Reader& r, ErrorReply& m);
+
+template <typename M>
+std::vector<std::byte> encode(const M& m) {
+  wire::Writer w;
+  w.u16(static_cast<uint16_t>(M::kType));
+  encode_fields(w, m);
+  return w.take();
+}
+
+// The type tag of a frame body; DecodeError if it has none.
+Type peek_type(std::span<const std::byte> body);
+
+template <typename M>
+M decode(std::span<const std::byte> body) {
+  wire::Reader r(body);
+  auto t = static_cast<Type>(r.u16());
+  if (t != M::kType)
+    throw wire::DecodeError(std::string("expected ") + type_name(M::kType) + " message, got " + type_name(t));
+  M m;
+  decode_fields(r, m);
+  return m;
+}
+
+}  // namespace roam::msg

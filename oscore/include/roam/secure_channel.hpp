@@ -1,0 +1,84 @@
+// The authenticated, encrypted channel between two mosd peers, as pure logic
+// (no I/O) so the daemon's io_uring loop and blocking test tools share it.
+//
+//   client                                 server
+//   Hello(node, version range, features, nonce) ->
+//                                       <- Hello(...)
+//   Auth(MAC_key(role, both hellos), stream header) ->
+//                                       <- Auth(...)
+//   then frames sealed with libsodium secretstream (XChaCha20-Poly1305), one
+//   stream per direction, keys derived from the cluster key and both nonces.
+//
+// A peer without the cluster key cannot produce the MAC, and cannot read or
+// forge stream messages; a replayed or reordered frame fails to open.
+#pragma once
+
+#include <sodium.h>
+
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <vector>
+
+#include "roam/config.hpp"
+#include "roam/error.hpp"
+#include "roam/messages.hpp"
+
+namespace roam {
+
+// The peer was refused: the text is the one-line reason that gets logged.
+class HandshakeError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class SecureStream {
+ public:
+  SecureStream() = default;
+  std::vector<std::byte> seal(std::span<const std::byte> plaintext);
+  // Throws wire::DecodeError if the frame was forged, corrupted, replayed or reordered.
+  std::vector<std::byte> open(std::span<const std::byte> ciphertext);
+
+ private:
+  friend class Handshake;
+  crypto_secretstream_xchacha20poly1305_state push_{};
+  crypto_secretstream_xchacha20poly1305_state pull_{};
+};
+
+enum class Role : uint8_t { client = 1, server = 2 };
+
+class Handshake {
+ public:
+  Handshake(Role role, const ClusterKey& key, uint32_t self_node, uint64_t features);
+  ~Handshake();
+  Handshake(const Handshake&) = delete;
+  Handshake& operator=(const Handshake&) = delete;
+
+  std::vector<std::byte> hello_body() const;
+  // Decodes and checks the peer's hello (magic, version range). Throws
+  // HandshakeError or wire::DecodeError.
+  void on_peer_hello(std::span<const std::byte> body);
+  std::vector<std::byte> auth_body();
+  // Verifies the peer's proof of the key; throws HandshakeError if wrong.
+  void on_peer_auth(std::span<const std::byte> body);
+
+  uint32_t peer_node() const { return peer_.node; }
+  uint64_t peer_features() const { return peer_.features; }
+  uint16_t version() const { return version_; }
+  SecureStream& stream() { return stream_; }
+
+ private:
+  void derive_key(uint8_t direction, unsigned char out[crypto_secretstream_xchacha20poly1305_KEYBYTES]) const;
+  std::vector<unsigned char> transcript(Role sender) const;
+
+  Role role_;
+  ClusterKey key_;
+  msg::Hello mine_;
+  msg::Hello peer_;
+  std::vector<std::byte> mine_body_, peer_body_;
+  bool have_peer_ = false;
+  uint16_t version_ = 0;
+  SecureStream stream_;
+};
+
+}  // namespace roam

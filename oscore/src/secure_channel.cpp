@@ -1,0 +1,115 @@
+#include "roam/secure_channel.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace roam {
+namespace {
+constexpr char kAuthLabel[] = "roam-auth-v1";
+constexpr char kStreamLabel[] = "roam-stream-v1";
+static_assert(crypto_secretstream_xchacha20poly1305_HEADERBYTES == msg::kStreamHeaderBytes);
+static_assert(crypto_auth_hmacsha512256_BYTES == msg::kMacBytes);
+static_assert(crypto_auth_hmacsha512256_KEYBYTES == kKeyBytes);
+}  // namespace
+
+std::vector<std::byte> SecureStream::seal(std::span<const std::byte> plaintext) {
+  std::vector<std::byte> out(plaintext.size() + crypto_secretstream_xchacha20poly1305_ABYTES);
+  unsigned long long out_len = 0;
+  crypto_secretstream_xchacha20poly1305_push(&push_, reinterpret_cast<unsigned char*>(out.data()), &out_len,
+                                             reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
+                                             nullptr, 0, 0);
+  out.resize(out_len);
+  return out;
+}
+
+std::vector<std::byte> SecureStream::open(std::span<const std::byte> ciphertext) {
+  if (ciphertext.size() < crypto_secretstream_xchacha20poly1305_ABYTES)
+    throw wire::DecodeError(fmt::format("sealed frame of {} bytes is shorter than its tag", ciphertext.size()));
+  std::vector<std::byte> out(ciphertext.size() - crypto_secretstream_xchacha20poly1305_ABYTES);
+  unsigned long long out_len = 0;
+  unsigned char tag = 0;
+  if (crypto_secretstream_xchacha20poly1305_pull(&pull_, reinterpret_cast<unsigned char*>(out.data()), &out_len, &tag,
+                                                 reinterpret_cast<const unsigned char*>(ciphertext.data()),
+                                                 ciphertext.size(), nullptr, 0) != 0)
+    throw wire::DecodeError("sealed frame failed authentication (forged, corrupted, replayed or reordered)");
+  out.resize(out_len);
+  return out;
+}
+
+Handshake::Handshake(Role role, const ClusterKey& key, uint32_t self_node, uint64_t features) : role_(role), key_(key) {
+  if (sodium_init() < 0) throw HandshakeError("libsodium failed to initialize");
+  mine_.node = self_node;
+  mine_.features = features;
+  randombytes_buf(mine_.nonce.data(), mine_.nonce.size());
+  mine_body_ = msg::encode(mine_);
+}
+
+Handshake::~Handshake() { sodium_memzero(key_.data(), key_.size()); }
+
+std::vector<std::byte> Handshake::hello_body() const { return mine_body_; }
+
+void Handshake::on_peer_hello(std::span<const std::byte> body) {
+  peer_ = msg::decode<msg::Hello>(body);
+  peer_body_.assign(body.begin(), body.end());
+  uint16_t hi = std::min(mine_.version, peer_.version);
+  uint16_t lo = std::max(mine_.min_version, peer_.min_version);
+  if (peer_.min_version > peer_.version || hi < lo)
+    throw HandshakeError(fmt::format("protocol versions do not overlap: peer speaks {}..{}, we speak {}..{}",
+                                     peer_.min_version, peer_.version, mine_.min_version, mine_.version));
+  if (std::equal(peer_.nonce.begin(), peer_.nonce.end(), mine_.nonce.begin()))
+    throw HandshakeError("peer echoed our nonce (reflection)");
+  version_ = hi;
+  have_peer_ = true;
+}
+
+std::vector<unsigned char> Handshake::transcript(Role sender) const {
+  const auto& client = role_ == Role::client ? mine_body_ : peer_body_;
+  const auto& server = role_ == Role::client ? peer_body_ : mine_body_;
+  std::vector<unsigned char> t(kAuthLabel, kAuthLabel + sizeof kAuthLabel - 1);
+  t.push_back(static_cast<unsigned char>(sender));
+  for (auto b : client) t.push_back(static_cast<unsigned char>(b));
+  for (auto b : server) t.push_back(static_cast<unsigned char>(b));
+  return t;
+}
+
+void Handshake::derive_key(uint8_t direction, unsigned char out[crypto_secretstream_xchacha20poly1305_KEYBYTES]) const {
+  const auto& client = role_ == Role::client ? mine_ : peer_;
+  const auto& server = role_ == Role::client ? peer_ : mine_;
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, key_.data(), key_.size(), crypto_secretstream_xchacha20poly1305_KEYBYTES);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kStreamLabel), sizeof kStreamLabel - 1);
+  crypto_generichash_update(&st, &direction, 1);
+  crypto_generichash_update(&st, client.nonce.data(), client.nonce.size());
+  crypto_generichash_update(&st, server.nonce.data(), server.nonce.size());
+  crypto_generichash_final(&st, out, crypto_secretstream_xchacha20poly1305_KEYBYTES);
+}
+
+std::vector<std::byte> Handshake::auth_body() {
+  ROAM_ASSERT(have_peer_, "auth before the peer's hello");
+  msg::Auth a;
+  auto t = transcript(role_);
+  crypto_auth_hmacsha512256(a.mac.data(), t.data(), t.size(), key_.data());
+  unsigned char k[crypto_secretstream_xchacha20poly1305_KEYBYTES];
+  derive_key(static_cast<uint8_t>(role_), k);
+  crypto_secretstream_xchacha20poly1305_init_push(&stream_.push_, a.stream_header.data(), k);
+  sodium_memzero(k, sizeof k);
+  return msg::encode(a);
+}
+
+void Handshake::on_peer_auth(std::span<const std::byte> body) {
+  ROAM_ASSERT(have_peer_, "auth before the peer's hello");
+  auto a = msg::decode<msg::Auth>(body);
+  Role peer_role = role_ == Role::client ? Role::server : Role::client;
+  auto t = transcript(peer_role);
+  if (crypto_auth_hmacsha512256_verify(a.mac.data(), t.data(), t.size(), key_.data()) != 0)
+    throw HandshakeError("peer does not hold the cluster key (authentication failed)");
+  unsigned char k[crypto_secretstream_xchacha20poly1305_KEYBYTES];
+  derive_key(static_cast<uint8_t>(peer_role), k);
+  int rc = crypto_secretstream_xchacha20poly1305_init_pull(&stream_.pull_, a.stream_header.data(), k);
+  sodium_memzero(k, sizeof k);
+  if (rc != 0) throw HandshakeError("peer's stream header is invalid");
+}
+
+}  // namespace roam

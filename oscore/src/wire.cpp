@@ -1,0 +1,91 @@
+#include "roam/wire.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+
+namespace roam::wire {
+
+void Writer::put(const void* p, size_t n) {
+  auto b = static_cast<const std::byte*>(p);
+  buf_.insert(buf_.end(), b, b + n);
+}
+
+void Writer::str(std::string_view s) {
+  u32(static_cast<uint32_t>(s.size()));
+  put(s.data(), s.size());
+}
+
+void Reader::need(size_t n, const char* what) {
+  if (remaining() < n)
+    throw DecodeError(fmt::format("truncated message: {} needs {} bytes at offset {}, {} left", what, n, pos_,
+                                  remaining()));
+}
+
+uint8_t Reader::u8() {
+  need(1, "byte");
+  return static_cast<uint8_t>(data_[pos_++]);
+}
+
+bool Reader::boolean() {
+  uint8_t v = u8();
+  if (v > 1) throw DecodeError(fmt::format("bad boolean {} at offset {}", v, pos_ - 1));
+  return v == 1;
+}
+
+std::span<const std::byte> Reader::bytes(size_t n) {
+  need(n, "byte string");
+  auto s = data_.subspan(pos_, n);
+  pos_ += n;
+  return s;
+}
+
+std::string Reader::str(size_t max_len) {
+  uint32_t n = u32();
+  if (n > max_len) throw DecodeError(fmt::format("string of {} bytes exceeds limit {} at offset {}", n, max_len, pos_));
+  auto b = bytes(n);
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+
+uint32_t Reader::count(uint32_t max, size_t min_item_size) {
+  uint32_t n = u32();
+  if (n > max) throw DecodeError(fmt::format("count {} exceeds limit {} at offset {}", n, max, pos_));
+  if (min_item_size && n > remaining() / min_item_size)
+    throw DecodeError(fmt::format("count {} cannot fit in the {} bytes left", n, remaining()));
+  return n;
+}
+
+std::vector<std::byte> frame(std::span<const std::byte> body) {
+  Writer w;
+  w.u32(static_cast<uint32_t>(body.size()));
+  w.bytes(body);
+  return w.take();
+}
+
+void FrameAssembler::feed(std::span<const std::byte> data) {
+  if (head_ > 0 && head_ == buf_.size()) {
+    buf_.clear();
+    head_ = 0;
+  }
+  buf_.insert(buf_.end(), data.begin(), data.end());
+}
+
+bool FrameAssembler::pop(std::vector<std::byte>& body) {
+  size_t avail = buf_.size() - head_;
+  if (avail < kFrameHeader) return false;
+  Reader r(std::span<const std::byte>(buf_).subspan(head_, kFrameHeader));
+  uint32_t len = r.u32();
+  if (len == 0) throw DecodeError("empty frame");
+  if (len > max_frame_) throw DecodeError(fmt::format("oversized frame: {} bytes, limit {}", len, max_frame_));
+  if (avail < kFrameHeader + len) return false;
+  auto start = buf_.begin() + static_cast<ptrdiff_t>(head_ + kFrameHeader);
+  body.assign(start, start + len);
+  head_ += kFrameHeader + len;
+  if (head_ > 65536 && head_ * 2 > buf_.size()) {
+    buf_.erase(buf_.begin(), buf_.begin() + static_cast<ptrdiff_t>(head_));
+    head_ = 0;
+  }
+  return true;
+}
+
+}  // namespace roam::wire

@@ -1,0 +1,387 @@
+#include "daemon.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+
+#include "roam/control.hpp"
+#include "roam/error.hpp"
+#include "roam/log.hpp"
+
+namespace roam::mosd {
+namespace {
+
+std::string describe(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    return fmt::format("{}:{}", buf, ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    return fmt::format("[{}]:{}", buf, ntohs(a->sin6_port));
+  }
+  return "?";
+}
+
+gossip::Params gossip_params(const Settings& s) {
+  gossip::Params p;
+  p.window = s.gossip_window;
+  p.window_rule = s.window_rule;
+  p.target_rule = s.target_rule;
+  p.down_after_ms = static_cast<int64_t>(s.down_after_steps) * s.gossip_step_ms;
+  return p;
+}
+
+ClusterConfig load_config_or_fail(const Options& o) { return load_cluster_config(o.config); }
+
+}  // namespace
+
+Daemon::Daemon(Options opts)
+    : opts_(std::move(opts)),
+      cfg_(load_config_or_fail(opts_)),
+      key_(load_cluster_key(opts_.key)),
+      self_(find_self(opts_.node)),
+      self_index_(static_cast<uint32_t>(cfg_.index_of(self_))),
+      table_(self_index_, static_cast<uint32_t>(cfg_.nodes.size()), gossip_params(cfg_.settings),
+             std::random_device{}() ^ (static_cast<uint64_t>(self_) << 32)),
+      meter_(cfg_.settings.speed),
+      rng_(std::random_device{}()) {
+  for (auto& n : cfg_.nodes) names_.push_back(fmt::format("node{}", n.number));
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  hostname_ = host;
+  outgoing_.resize(cfg_.nodes.size());
+  set_log_tag(fmt::format("mosd/node{}", self_));
+  try {
+    jobs_.emplace();
+  } catch (const std::exception& e) {
+    jobs_error_ = e.what();
+    log_warn("job tracking unavailable: {}", jobs_error_);
+  }
+}
+
+uint32_t Daemon::find_self(uint32_t requested) const {
+  if (requested) {
+    if (!cfg_.find(requested))
+      throw UserError(fmt::format("node {} is not in the cluster map {}", requested, cfg_.path.string()));
+    return requested;
+  }
+  ifaddrs* ifs = nullptr;
+  check_sys(getifaddrs(&ifs), "getifaddrs");
+  uint32_t found = 0;
+  for (ifaddrs* i = ifs; i && !found; i = i->ifa_next) {
+    if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)) continue;
+    char buf[INET6_ADDRSTRLEN];
+    const void* a = i->ifa_addr->sa_family == AF_INET ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr)
+                                                       : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr);
+    inet_ntop(i->ifa_addr->sa_family, a, buf, sizeof buf);
+    for (auto& n : cfg_.nodes)
+      if (n.address == buf) found = n.number;
+  }
+  freeifaddrs(ifs);
+  if (!found)
+    throw UserError(fmt::format("none of this machine's addresses is in the cluster map {}: give --node N",
+                                cfg_.path.string()));
+  return found;
+}
+
+const std::string& Daemon::name_of(uint32_t node) const {
+  static const std::string unknown = "unknown node";
+  int i = cfg_.index_of(node);
+  return i < 0 ? unknown : names_[static_cast<size_t>(i)];
+}
+
+int64_t Daemon::now_ms() const {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void Daemon::listen_peers() {
+  const NodeSpec& me = *cfg_.find(self_);
+  socklen_t len = 0;
+  auto addr = parse_sockaddr(me.address, me.port, &len);
+  ROAM_ASSERT(addr.has_value(), "config parser let through a bad address");
+  peer_listener_ = FileDesc(check_sys(::socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+  int one = 1;
+  setsockopt(peer_listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(peer_listener_.get(), reinterpret_cast<sockaddr*>(&*addr), len) != 0)
+    throw UserError(fmt::format("cannot listen on {}:{} (node {} in {}): {}", me.address, me.port, self_,
+                                cfg_.path.string(), std::strerror(errno)));
+  check_sys(::listen(peer_listener_.get(), 128), "listen");
+  accept_peer();
+}
+
+void Daemon::accept_peer() {
+  loop_.accept(peer_listener_.get(), [this](int fd) {
+    if (fd >= 0) {
+      FileDesc conn(fd);
+      sockaddr_storage ss{};
+      socklen_t sl = sizeof ss;
+      getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
+      int one = 1;
+      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      auto link = std::make_shared<PeerLink>(*this, std::move(conn), describe(ss), Role::server, 0);
+      links_.insert(link);
+      link->start();
+    } else if (fd != -EINTR) {
+      log_warn("accepting a peer failed: {}", std::strerror(-fd));
+    }
+    accept_peer();
+  });
+}
+
+void Daemon::listen_control() {
+  std::filesystem::create_directories(opts_.state_dir);
+  auto path = opts_.state_dir / "mosd.sock";
+  control_listener_ = FileDesc(check_sys(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.native().size() >= sizeof addr.sun_path) throw UserError("state directory path too long: " + path.string());
+  std::strcpy(addr.sun_path, path.c_str());
+  ::unlink(path.c_str());
+  check_sys(::bind(control_listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), "bind " + path.string());
+  ::chmod(path.c_str(), 0666);  // every user may run mosrun and mosps; requests are checked per peer
+  check_sys(::listen(control_listener_.get(), 64), "listen");
+  accept_control();
+}
+
+void Daemon::accept_control() {
+  loop_.accept(control_listener_.get(), [this](int fd) {
+    if (fd >= 0) {
+      FileDesc conn(fd);
+      ucred cred{};
+      socklen_t cl = sizeof cred;
+      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+      auto link = std::make_shared<ControlLink>(*this, std::move(conn), cred.pid, cred.uid);
+      links_.insert(link);
+      link->start();
+    }
+    accept_control();
+  });
+}
+
+void Daemon::watch_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signal_fd_ = FileDesc(check_sys(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
+  loop_.poll(signal_fd_.get(), POLLIN, [this](int) {
+    signalfd_siginfo si{};
+    if (::read(signal_fd_.get(), &si, sizeof si) == sizeof si)
+      log_info("signal {} received, shutting down", strsignal(static_cast<int>(si.ssi_signo)));
+    loop_.stop();
+  });
+}
+
+void Daemon::schedule_sampling() {
+  loop_.after(cfg_.settings.load_sample_ms, [this] {
+    sample();
+    schedule_sampling();
+  });
+}
+
+void Daemon::sample() {
+  meter_.sample(count_runnable_tasks(), usable_cpus());
+  if (jobs_) {
+    proc_count_ = static_cast<uint32_t>(jobs_->processes().size());
+    jobs_->sweep();
+  }
+  auto mem = memory_info();
+  msg::LoadInfo info;
+  info.load = meter_.load();
+  info.free_mem = mem.free;
+  info.total_mem = mem.total;
+  info.ncpus = static_cast<uint16_t>(usable_cpus());
+  info.speed = cfg_.settings.speed;
+  info.procs = proc_count_;
+  table_.set_self(info, now_ms());
+}
+
+void Daemon::schedule_gossip() {
+  // +-10% jitter keeps the nodes from stepping in lock-step.
+  uint32_t step = cfg_.settings.gossip_step_ms;
+  std::uniform_int_distribution<int> jitter(-static_cast<int>(step / 10), static_cast<int>(step / 10));
+  loop_.after(static_cast<uint32_t>(static_cast<int>(step) + jitter(rng_)), [this] {
+    gossip_step();
+    schedule_gossip();
+  });
+}
+
+void Daemon::gossip_step() {
+  auto out = table_.step(now_ms());
+  if (out.target == self_index_) return;
+  msg::Gossip g;
+  g.entries.reserve(out.entries.size());
+  for (auto& e : out.entries) g.entries.push_back({cfg_.nodes[e.index].number, e.age_ms, e.payload});
+  auto link = outgoing_link(out.target);
+  if (!link) return;
+  link->send_message(msg::encode(g));
+  ++gossip_sent_;
+}
+
+std::shared_ptr<PeerLink> Daemon::outgoing_link(uint32_t index) {
+  auto& slot = outgoing_[index];
+  if (slot && !slot->closed()) return slot;
+  const NodeSpec& spec = cfg_.nodes[index];
+  socklen_t len = 0;
+  auto addr = parse_sockaddr(spec.address, spec.port, &len);
+  int fd = ::socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    log_warn("socket for {}: {}", names_[index], std::strerror(errno));
+    return nullptr;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  // Peers check that a connection comes from the map's address of the node it
+  // claims to be, so dial from ours.
+  const NodeSpec& me = *cfg_.find(self_);
+  socklen_t my_len = 0;
+  auto mine = parse_sockaddr(me.address, 0, &my_len);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&*mine), my_len) != 0)
+    log_warn("binding the link to {} to {}: {}", names_[index], me.address, std::strerror(errno));
+  auto link = std::make_shared<PeerLink>(*this, FileDesc(fd), fmt::format("{}:{}", spec.address, spec.port),
+                                         Role::client, spec.number);
+  slot = link;
+  auto a = *addr;
+  loop_.connect(fd, reinterpret_cast<sockaddr*>(&a), len, cfg_.settings.connect_timeout_ms, [this, link, index](int res) {
+    if (link->closed()) return;
+    if (res < 0) {
+      log_debug("cannot reach {}: {}", names_[index], res == -ECANCELED ? "timed out" : std::strerror(-res));
+      link->close("connect failed");
+      return;
+    }
+    link->start();
+  });
+  return link;
+}
+
+void Daemon::on_link_closed(FramedLink* link) {
+  for (auto it = links_.begin(); it != links_.end(); ++it)
+    if (it->get() == link) {
+      links_.erase(it);
+      break;
+    }
+}
+
+void Daemon::note_refusal(const std::string& remote, const std::string& why) {
+  ++refused_;
+  log_warn("refused {}: {}", remote, why);
+}
+
+void Daemon::on_gossip(PeerLink& from, const msg::Gossip& g) {
+  if (g.entries.front().node != from.peer_node()) {
+    from.close("gossip not led by the sender's own entry");
+    note_refusal(from.remote(), fmt::format("gossip from node {} led by node {}'s entry", from.peer_node(), g.entries.front().node));
+    return;
+  }
+  std::vector<gossip::WindowEntry<msg::LoadInfo>> entries;
+  entries.reserve(g.entries.size());
+  for (auto& e : g.entries) {
+    int i = cfg_.index_of(e.node);
+    if (i < 0) continue;  // a node we do not know (maps briefly differ during a rollout)
+    entries.push_back({static_cast<uint32_t>(i), e.age_ms, e.info});
+  }
+  table_.receive(entries, now_ms());
+  ++gossip_received_;
+}
+
+msg::StatusReply Daemon::status() {
+  msg::StatusReply r;
+  int64_t now = now_ms();
+  r.self = self_;
+  r.hostname = hostname_;
+  r.step_ms = cfg_.settings.gossip_step_ms;
+  r.window = cfg_.settings.gossip_window;
+  r.down_after_steps = cfg_.settings.down_after_steps;
+  r.uptime_ms = static_cast<uint64_t>(now - started_ms_);
+  r.gossip_sent = gossip_sent_;
+  r.gossip_received = gossip_received_;
+  r.rejected = refused_;
+  for (uint32_t i = 0; i < cfg_.nodes.size(); ++i) {
+    msg::NodeStatus n;
+    n.node = cfg_.nodes[i].number;
+    n.address = cfg_.nodes[i].address;
+    n.tags = cfg_.nodes[i].tags;
+    n.self = i == self_index_;
+    n.known = table_.known(i);
+    if (n.known) {
+      n.age_ms = static_cast<uint64_t>(std::max<int64_t>(0, table_.age_ms(i, now)));
+      n.up = table_.up(i, now);
+      n.info = table_.payload(i);
+    }
+    r.nodes.push_back(std::move(n));
+  }
+  return r;
+}
+
+msg::PsReply Daemon::ps() {
+  msg::PsReply r;
+  r.self = self_;
+  if (!jobs_) return r;
+  for (auto& p : jobs_->processes()) {
+    msg::ProcInfo i;
+    i.pid = p.pid;
+    i.job = p.job;
+    i.home = self_;
+    i.where = self_;
+    i.state = "home";
+    i.command = p.command;
+    i.reason = "started here";
+    i.rss = p.rss;
+    r.procs.push_back(std::move(i));
+  }
+  return r;
+}
+
+uint64_t Daemon::register_job(pid_t pid, uid_t uid, const std::string& command) {
+  if (!jobs_) throw UserError(jobs_error_);
+  if (pid <= 0) throw UserError("cannot tell which process asked (no SO_PEERCRED pid)");
+  uint64_t id = jobs_->add(pid);
+  log_info("job {}: pid {} uid {}: {}", id, pid, uid, command);
+  return id;
+}
+
+int Daemon::run() {
+  started_ms_ = now_ms();
+  watch_signals();
+  listen_peers();
+  sample();
+  listen_control();
+  {
+    std::ofstream pidfile(opts_.state_dir / "mosd.pid");
+    pidfile << getpid() << "\n";
+  }
+  log_info("node {} ({}) serving {}:{}, {} nodes in the map, gossip every {} ms, window {}", self_, hostname_,
+           cfg_.find(self_)->address, cfg_.find(self_)->port, cfg_.nodes.size(), cfg_.settings.gossip_step_ms,
+           cfg_.settings.gossip_window);
+  schedule_sampling();
+  schedule_gossip();
+  loop_.run();
+  ::unlink((opts_.state_dir / "mosd.sock").c_str());
+  ::unlink((opts_.state_dir / "mosd.pid").c_str());
+  return 0;
+}
+
+}  // namespace roam::mosd
