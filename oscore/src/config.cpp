@@ -118,7 +118,8 @@ ClusterConfig parse_cluster_config(const std::string& text, const std::string& s
     ++lineno;
     std::string line = trim(raw.substr(0, raw.find('#')));
     if (line.empty()) continue;
-    if (auto eq = line.find('='); eq != std::string::npos) {
+    // A node line may carry tags with any characters; only other lines can be settings.
+    if (auto eq = line.find('='); eq != std::string::npos && split_words(line)[0] != "node") {
       std::string key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
       auto& rules = setting_rules();
       auto rule = std::find_if(rules.begin(), rules.end(), [&](const SettingRule& r) { return key == r.key; });

@@ -53,7 +53,7 @@ uint32_t count_runnable_tasks() {
   DIR* proc = ::opendir("/proc");
   if (!proc) return 0;
   pid_t self_tid = static_cast<pid_t>(::syscall(SYS_gettid));
-  char path[96];
+  char path[600];
   while (dirent* de = ::readdir(proc)) {
     if (!is_number(de->d_name)) continue;
     std::snprintf(path, sizeof path, "/proc/%s/task", de->d_name);

@@ -23,6 +23,12 @@ void FramedLink::read_more() {
   auto self = shared_from_this();
   d_.loop().recv(fd_.get(), rbuf_.data(), rbuf_.size(), [self](int res) {
     if (self->closed_) return;
+    if (res == 0 && self->in_.buffered() > 0) {
+      auto why = fmt::format("truncated frame: connection closed with {} bytes of a frame unread", self->in_.buffered());
+      self->d_.note_refusal(self->remote_, why);
+      self->close(why);
+      return;
+    }
     if (res <= 0) {
       self->close(res == 0 ? "connection closed by peer" : fmt::format("receive failed: {}", std::strerror(-res)));
       return;

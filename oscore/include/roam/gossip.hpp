@@ -10,8 +10,9 @@
 //
 // The same Table runs in mosd and, thousands of times over, in the simulator
 // (bench/gossip_sim.cpp), so per-step work must not grow with n: the
-// freshest-window rule keeps the top `window` entries in a small sorted array
-// updated on merge instead of scanning the table.
+// freshest-window rule keeps the top `window` entries in a small heap updated
+// on merge instead of scanning the table, and the random rule samples from a
+// list of the known entries.
 #pragma once
 
 #include <algorithm>
@@ -102,7 +103,7 @@ class Table {
   // The own entry is known from the start (with a default Payload until the
   // first set_self), so a node always has something to send.
   Table(uint32_t self, uint32_t n, Params p, uint64_t seed)
-      : self_(self), n_(n), params_(p), rng_(seed), stamp_(n, kUnknown), payload_(n) {
+      : self_(self), n_(n), params_(p), rng_(seed), slots_(n, Slot{kUnknown, Payload{}}) {
     ROAM_ASSERT(n > 0 && self < n, fmt::format("gossip table: self {} out of {} nodes", self, n));
     if (params_.window_rule == WindowRule::random) {
       known_others_.reserve(n - 1);
@@ -114,10 +115,7 @@ class Table {
   uint32_t self() const { return self_; }
   uint32_t size() const { return n_; }
 
-  void set_self(const Payload& p, int64_t now_ms) {
-    payload_[self_] = p;
-    stamp_[self_] = now_ms;
-  }
+  void set_self(const Payload& p, int64_t now_ms) { slots_[self_] = {now_ms, p}; }
 
   // One gossip step. With n == 1 the target is self and the caller sends nothing.
   Outgoing<Payload> step(int64_t now_ms) {
@@ -129,9 +127,10 @@ class Table {
   void step_into(int64_t now_ms, Outgoing<Payload>& out) {
     out.target = pick_target(now_ms);
     out.entries.clear();
-    out.entries.push_back({self_, 0, payload_[self_]});
+    out.entries.push_back({self_, 0, slots_[self_].payload});
     if (params_.window_rule == WindowRule::freshest) {
-      for (const Ranked& r : freshest_) out.entries.push_back({r.index, wire_age(now_ms, r.stamp), payload_[r.index]});
+      // Heap order: the window is a set, its order carries nothing.
+      for (const Ranked& r : freshest_) out.entries.push_back({r.index, wire_age(now_ms, r.stamp), r.payload});
     } else {
       append_random_window(now_ms, out.entries);
     }
@@ -140,6 +139,12 @@ class Table {
   // Merges a received window. Entries about self are skipped (we are the
   // authority on ourselves); entries with index >= n are ignored and counted.
   size_t receive(std::span<const WindowEntry<Payload>> entries, int64_t now_ms) {
+    // The slots a window touches are scattered over a table far larger than
+    // the cache (in the simulator, over all tables): touching them all first
+    // lets the misses overlap instead of queueing one behind another.
+    for (const auto& e : entries) {
+      if (e.index < n_) prefetch(&slots_[e.index]);
+    }
     size_t ignored = 0;
     for (const auto& e : entries) {
       if (e.index >= n_) {
@@ -148,35 +153,38 @@ class Table {
       }
       if (e.index == self_) continue;
       const int64_t stamp = now_ms - static_cast<int64_t>(e.age_ms);
-      int64_t& mine = stamp_[e.index];
-      if (stamp <= mine) continue;
-      if (mine == kUnknown && params_.window_rule == WindowRule::random) known_others_.push_back(e.index);
-      mine = stamp;
-      payload_[e.index] = e.payload;
-      if (params_.window_rule == WindowRule::freshest) offer_to_freshest(e.index, stamp);
+      Slot& mine = slots_[e.index];
+      if (stamp <= mine.stamp) continue;
+      const int64_t old_stamp = mine.stamp;
+      mine = {stamp, e.payload};
+      if (params_.window_rule == WindowRule::freshest) {
+        offer_to_freshest(e.index, old_stamp, mine);
+      } else if (old_stamp == kUnknown) {
+        known_others_.push_back(e.index);
+      }
     }
     return ignored;
   }
 
   bool known(uint32_t i) const {
     ROAM_ASSERT(i < n_, fmt::format("gossip table of node {}: index {} out of {}", self_, i, n_));
-    return i == self_ || stamp_[i] != kUnknown;
+    return i == self_ || slots_[i].stamp != kUnknown;
   }
 
   // The own entry is by definition current: its age is always 0.
   int64_t age_ms(uint32_t i, int64_t now_ms) const {
     ROAM_ASSERT(known(i), fmt::format("gossip table of node {}: age of unknown node {}", self_, i));
-    return i == self_ ? 0 : now_ms - stamp_[i];
+    return i == self_ ? 0 : now_ms - slots_[i].stamp;
   }
 
   bool up(uint32_t i, int64_t now_ms) const {
     if (i == self_) return true;
-    return known(i) && now_ms - stamp_[i] <= params_.down_after_ms;
+    return known(i) && now_ms - slots_[i].stamp <= params_.down_after_ms;
   }
 
   const Payload& payload(uint32_t i) const {
     ROAM_ASSERT(known(i), fmt::format("gossip table of node {}: payload of unknown node {}", self_, i));
-    return payload_[i];
+    return slots_[i].payload;
   }
 
  private:
@@ -185,10 +193,26 @@ class Table {
   // the cluster down, 16 misses in a row happen once in 65536 steps.
   static constexpr int kAliveTries = 16;
 
+  // Stamp and payload side by side: a merge touches one cache line, not two.
+  struct Slot {
+    int64_t stamp;
+    Payload payload;
+  };
+  // The window keeps its own copy of each payload, so a step reads only this
+  // small array and none of the table.
   struct Ranked {
     int64_t stamp;
     uint32_t index;
+    Payload payload;
   };
+
+  static void prefetch(const void* p) {
+#if defined(__GNUC__)
+    __builtin_prefetch(p);
+#else
+    (void)p;
+#endif
+  }
 
   static uint32_t wire_age(int64_t now_ms, int64_t stamp) {
     const int64_t age = now_ms - stamp;
@@ -222,29 +246,59 @@ class Table {
     return self_;
   }
 
-  // Keeps freshest_ equal to the `window` known entries with the largest
-  // stamps, freshest first. A stamp only grows, and only when its entry is
-  // updated, so an entry outside the set stays no fresher than the set's last
-  // member until its next update, which comes through here.
-  void offer_to_freshest(uint32_t index, int64_t stamp) {
+  // Keeps freshest_ a min-heap on stamp of the `window` known entries with
+  // the largest stamps; its root is the stalest member. A stamp only grows,
+  // and only when its entry is updated, so an entry outside the heap stays no
+  // fresher than the root until its next update, which comes through here.
+  // Most updates in a large cluster are of entries far older than the root,
+  // and the old stamp tells that no search of the heap is needed for them.
+  void offer_to_freshest(uint32_t index, int64_t old_stamp, const Slot& slot) {
+    const int64_t stamp = slot.stamp;
     const size_t cap = params_.window;
     if (cap == 0) return;
-    if (freshest_.size() == cap && stamp <= freshest_.back().stamp) return;
-    size_t pos = 0;
-    while (pos < freshest_.size() && freshest_[pos].index != index) ++pos;
-    if (pos == freshest_.size()) {
-      if (freshest_.size() < cap) {
-        freshest_.push_back({stamp, index});
-      } else {
-        pos = freshest_.size() - 1;  // evict the stalest member
-        freshest_[pos] = {stamp, index};
+    const bool full = freshest_.size() == cap;
+    if (full && stamp <= freshest_[0].stamp) return;
+    if (old_stamp != kUnknown && (!full || old_stamp >= freshest_[0].stamp)) {
+      size_t pos = 0;
+      while (pos < freshest_.size() && freshest_[pos].index != index) ++pos;
+      if (pos < freshest_.size()) {
+        freshest_[pos].stamp = stamp;
+        freshest_[pos].payload = slot.payload;
+        sift_down(pos);
+        return;
       }
-    } else {
-      freshest_[pos].stamp = stamp;
+      ROAM_ASSERT(full, fmt::format("gossip table of node {}: known entry {} missing from a window that is not full",
+                                    self_, index));
     }
-    while (pos > 0 && freshest_[pos - 1].stamp < freshest_[pos].stamp) {
-      std::swap(freshest_[pos - 1], freshest_[pos]);
-      --pos;
+    if (!full) {
+      freshest_.push_back({stamp, index, slot.payload});
+      sift_up(freshest_.size() - 1);
+    } else {
+      freshest_[0] = {stamp, index, slot.payload};
+      sift_down(0);
+    }
+  }
+
+  void sift_up(size_t pos) {
+    while (pos > 0) {
+      const size_t parent = (pos - 1) / 2;
+      if (freshest_[parent].stamp <= freshest_[pos].stamp) break;
+      std::swap(freshest_[parent], freshest_[pos]);
+      pos = parent;
+    }
+  }
+
+  void sift_down(size_t pos) {
+    const size_t size = freshest_.size();
+    for (;;) {
+      size_t smallest = pos;
+      const size_t left = 2 * pos + 1;
+      const size_t right = left + 1;
+      if (left < size && freshest_[left].stamp < freshest_[smallest].stamp) smallest = left;
+      if (right < size && freshest_[right].stamp < freshest_[smallest].stamp) smallest = right;
+      if (smallest == pos) return;
+      std::swap(freshest_[smallest], freshest_[pos]);
+      pos = smallest;
     }
   }
 
@@ -257,7 +311,7 @@ class Table {
       const size_t pick = k + rng_.below(static_cast<uint32_t>(m - k));
       std::swap(known_others_[k], known_others_[pick]);
       const uint32_t i = known_others_[k];
-      entries.push_back({i, wire_age(now_ms, stamp_[i]), payload_[i]});
+      entries.push_back({i, wire_age(now_ms, slots_[i].stamp), slots_[i].payload});
     }
   }
 
@@ -265,10 +319,9 @@ class Table {
   uint32_t n_;
   Params params_;
   Rng rng_;
-  std::vector<int64_t> stamp_;  // kUnknown until the first entry arrives
-  std::vector<Payload> payload_;
+  std::vector<Slot> slots_;  // stamp kUnknown until the first entry arrives
   std::vector<uint32_t> known_others_;  // random rule only
-  std::vector<Ranked> freshest_;        // freshest rule only
+  std::vector<Ranked> freshest_;        // freshest rule only; a min-heap on stamp
 };
 
 }  // namespace roam::gossip

@@ -1,0 +1,294 @@
+// The peer handshake and the sealed stream: two holders of the cluster key
+// reach a working stream both ways; a wrong key, a non-overlapping version
+// range, a reflected hello or auth, and a tampered transcript are refused;
+// forged, replayed and reordered frames fail to open.
+#include "roam/secure_channel.hpp"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "roam/messages.hpp"
+#include "roam/wire.hpp"
+
+namespace roam {
+namespace {
+
+using Bytes = std::vector<std::byte>;
+
+ClusterKey key_filled(unsigned char seed) {
+  ClusterKey k;
+  for (size_t i = 0; i < k.size(); ++i) k[i] = static_cast<unsigned char>(seed + i * 31);
+  return k;
+}
+
+Bytes text(const std::string& s) {
+  auto b = std::as_bytes(std::span(s.data(), s.size()));
+  return Bytes(b.begin(), b.end());
+}
+
+constexpr uint64_t kClientFeatures = wire::kFeatGossip;
+constexpr uint64_t kServerFeatures = wire::kFeatGossip | wire::kFeatControl;
+
+// Both sides of a connection, handshaken in the order the daemon uses:
+// hellos cross, then auths cross.
+struct Pair {
+  Handshake client;
+  Handshake server;
+  Pair(const ClusterKey& client_key, const ClusterKey& server_key)
+      : client(Role::client, client_key, 11, kClientFeatures), server(Role::server, server_key, 22, kServerFeatures) {}
+
+  void exchange_hellos() {
+    server.on_peer_hello(client.hello_body());
+    client.on_peer_hello(server.hello_body());
+  }
+  void exchange_auths() {
+    auto from_client = client.auth_body();
+    auto from_server = server.auth_body();
+    server.on_peer_auth(from_client);
+    client.on_peer_auth(from_server);
+  }
+};
+
+struct Connected : Pair {
+  Connected() : Pair(key_filled(7), key_filled(7)) {
+    exchange_hellos();
+    exchange_auths();
+  }
+};
+
+TEST(Handshake, SameKeyReachesAWorkingStreamBothWays) {
+  Connected c;
+  EXPECT_EQ(c.server.peer_node(), 11u);
+  EXPECT_EQ(c.client.peer_node(), 22u);
+  EXPECT_EQ(c.server.peer_features(), kClientFeatures);
+  EXPECT_EQ(c.client.peer_features(), kServerFeatures);
+  EXPECT_EQ(c.client.version(), wire::kVersion);
+  EXPECT_EQ(c.server.version(), wire::kVersion);
+
+  // Interleaved traffic, several frames each way, including an empty one
+  // and one larger than a typical gossip message.
+  std::vector<std::string> to_server = {"gossip 1", "", std::string(70000, 'g'), "gossip 4"};
+  std::vector<std::string> to_client = {"status", "ps", std::string(1, '\0')};
+  for (size_t i = 0; i < std::max(to_server.size(), to_client.size()); ++i) {
+    if (i < to_server.size()) {
+      auto sealed = c.client.stream().seal(text(to_server[i]));
+      EXPECT_EQ(sealed.size(), to_server[i].size() + crypto_secretstream_xchacha20poly1305_ABYTES);
+      if (!to_server[i].empty()) {
+        auto clear = text(to_server[i]);
+        EXPECT_EQ(std::search(sealed.begin(), sealed.end(), clear.begin(), clear.end()), sealed.end())
+            << "plaintext went out in the clear";
+      }
+      EXPECT_EQ(c.server.stream().open(sealed), text(to_server[i])) << "client->server frame " << i;
+    }
+    if (i < to_client.size()) {
+      auto sealed = c.server.stream().seal(text(to_client[i]));
+      EXPECT_EQ(c.client.stream().open(sealed), text(to_client[i])) << "server->client frame " << i;
+    }
+  }
+}
+
+TEST(Handshake, EachConnectionGetsFreshNoncesAndKeys) {
+  Connected a, b;
+  EXPECT_NE(a.client.hello_body(), b.client.hello_body());
+  auto sealed = a.client.stream().seal(text("for a only"));
+  EXPECT_THROW(b.server.stream().open(sealed), wire::DecodeError);
+  EXPECT_EQ(a.server.stream().open(sealed), text("for a only"));
+}
+
+TEST(Handshake, DifferentKeysAreRefusedAtAuth) {
+  Pair p(key_filled(1), key_filled(2));
+  p.exchange_hellos();  // hellos carry no proof: they pass
+  auto from_client = p.client.auth_body();
+  auto from_server = p.server.auth_body();
+  try {
+    p.server.on_peer_auth(from_client);
+    FAIL() << "server accepted a client without the cluster key";
+  } catch (const HandshakeError& e) {
+    EXPECT_NE(std::string(e.what()).find("cluster key"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(p.client.on_peer_auth(from_server), HandshakeError);
+}
+
+TEST(Handshake, KeysDifferingInOneBitAreRefused) {
+  ClusterKey k = key_filled(5), k2 = k;
+  k2[17] ^= 0x01;
+  Pair p(k, k2);
+  p.exchange_hellos();
+  EXPECT_THROW(p.server.on_peer_auth(p.client.auth_body()), HandshakeError);
+}
+
+TEST(Handshake, TamperedHelloInTransitIsCaughtAtAuth) {
+  // A man in the middle who rewrites the client's hello (here: strips a
+  // feature bit) cannot fix the MAC, which covers both hellos.
+  Pair p(key_filled(3), key_filled(3));
+  auto hello = msg::decode<msg::Hello>(p.client.hello_body());
+  hello.features = 0;
+  p.server.on_peer_hello(msg::encode(hello));
+  p.client.on_peer_hello(p.server.hello_body());
+  EXPECT_THROW(p.server.on_peer_auth(p.client.auth_body()), HandshakeError);
+  EXPECT_THROW(p.client.on_peer_auth(p.server.auth_body()), HandshakeError);
+}
+
+TEST(Handshake, TamperedAuthMacIsRefused) {
+  Pair p(key_filled(3), key_filled(3));
+  p.exchange_hellos();
+  auto auth = p.client.auth_body();
+  auth[2 + 5] ^= std::byte{0x40};  // inside the MAC, after the u16 tag
+  EXPECT_THROW(p.server.on_peer_auth(auth), HandshakeError);
+}
+
+TEST(Handshake, TruncatedOrWrongTypeAuthIsADecodeError) {
+  Pair p(key_filled(3), key_filled(3));
+  p.exchange_hellos();
+  auto auth = p.client.auth_body();
+  auth.pop_back();
+  EXPECT_THROW(p.server.on_peer_auth(auth), wire::DecodeError);
+  EXPECT_THROW(p.server.on_peer_auth(p.client.hello_body()), wire::DecodeError);
+}
+
+TEST(Handshake, ReflectedAuthIsRefused) {
+  // The MAC names the sender's role, so a server's own proof sent back to it
+  // does not pass as the client's.
+  Pair p(key_filled(4), key_filled(4));
+  p.exchange_hellos();
+  auto mine = p.server.auth_body();
+  EXPECT_THROW(p.server.on_peer_auth(mine), HandshakeError);
+}
+
+Bytes hello_with_versions(uint16_t min_version, uint16_t version) {
+  msg::Hello h;
+  h.node = 99;
+  h.min_version = min_version;
+  h.version = version;
+  h.nonce.fill(0x42);
+  return msg::encode(h);
+}
+
+TEST(Handshake, NonOverlappingVersionsAreRefused) {
+  {
+    Handshake server(Role::server, key_filled(1), 1, 0);
+    try {
+      server.on_peer_hello(hello_with_versions(wire::kVersion + 1, wire::kVersion + 5));  // all newer
+      FAIL() << "accepted a peer that only speaks newer versions";
+    } catch (const HandshakeError& e) {
+      EXPECT_NE(std::string(e.what()).find("versions do not overlap"), std::string::npos) << e.what();
+    }
+  }
+  if (wire::kMinVersion > 0) {
+    Handshake server(Role::server, key_filled(1), 1, 0);
+    EXPECT_THROW(server.on_peer_hello(hello_with_versions(0, wire::kMinVersion - 1)), HandshakeError);  // all older
+  }
+  {
+    Handshake server(Role::server, key_filled(1), 1, 0);
+    // An inverted range claims nothing, even though it covers ours.
+    EXPECT_THROW(server.on_peer_hello(hello_with_versions(wire::kVersion + 1, wire::kMinVersion)), HandshakeError);
+  }
+}
+
+TEST(Handshake, OverlappingVersionRangeSettlesOnTheHighestCommon) {
+  Handshake server(Role::server, key_filled(1), 1, 0);
+  server.on_peer_hello(hello_with_versions(wire::kMinVersion, wire::kVersion + 3));
+  EXPECT_EQ(server.version(), wire::kVersion);
+  EXPECT_EQ(server.peer_node(), 99u);
+}
+
+TEST(Handshake, ReflectedHelloIsRefused) {
+  Handshake server(Role::server, key_filled(9), 5, wire::kFeatGossip);
+  try {
+    server.on_peer_hello(server.hello_body());
+    FAIL() << "accepted our own hello as the peer's";
+  } catch (const HandshakeError& e) {
+    EXPECT_NE(std::string(e.what()).find("reflection"), std::string::npos) << e.what();
+  }
+  // Our nonce under another node number and features is still our nonce.
+  auto echoed = msg::decode<msg::Hello>(server.hello_body());
+  echoed.node = 6;
+  echoed.features = 0;
+  EXPECT_THROW(server.on_peer_hello(msg::encode(echoed)), HandshakeError);
+  // A client is protected the same way.
+  Handshake client(Role::client, key_filled(9), 5, 0);
+  EXPECT_THROW(client.on_peer_hello(client.hello_body()), HandshakeError);
+}
+
+TEST(Handshake, HelloWithBadMagicIsADecodeError) {
+  Handshake server(Role::server, key_filled(1), 1, 0);
+  msg::Hello h;
+  h.magic = 0x12345678;
+  EXPECT_THROW(server.on_peer_hello(msg::encode(h)), wire::DecodeError);
+}
+
+TEST(SecureStream, TamperedCiphertextByteFailsToOpen) {
+  Connected c;
+  auto sealed = c.client.stream().seal(text("migrate pid 4242 to node 3"));
+  for (size_t at : {size_t{0}, sealed.size() / 2, sealed.size() - 1}) {
+    auto bad = sealed;
+    bad[at] ^= std::byte{0x01};
+    EXPECT_THROW(c.server.stream().open(bad), wire::DecodeError) << "flipped byte " << at;
+  }
+  // Failed opens leave the stream where it was: the genuine frame still opens.
+  EXPECT_EQ(c.server.stream().open(sealed), text("migrate pid 4242 to node 3"));
+}
+
+TEST(SecureStream, TruncatedOrShortFrameFailsToOpen) {
+  Connected c;
+  auto sealed = c.client.stream().seal(text("payload"));
+  auto cut = sealed;
+  cut.pop_back();
+  EXPECT_THROW(c.server.stream().open(cut), wire::DecodeError);
+  EXPECT_THROW(c.server.stream().open(Bytes(crypto_secretstream_xchacha20poly1305_ABYTES - 1)), wire::DecodeError);
+  EXPECT_THROW(c.server.stream().open(Bytes{}), wire::DecodeError);
+  EXPECT_THROW(c.server.stream().open(Bytes(crypto_secretstream_xchacha20poly1305_ABYTES)), wire::DecodeError);
+}
+
+TEST(SecureStream, ReplayedFrameFailsToOpen) {
+  Connected c;
+  auto first = c.client.stream().seal(text("job 1 started"));
+  EXPECT_EQ(c.server.stream().open(first), text("job 1 started"));
+  EXPECT_THROW(c.server.stream().open(first), wire::DecodeError);
+  // The genuine next frame still opens after the refused replay.
+  auto second = c.client.stream().seal(text("job 1 finished"));
+  EXPECT_EQ(c.server.stream().open(second), text("job 1 finished"));
+  EXPECT_THROW(c.server.stream().open(first), wire::DecodeError);
+}
+
+TEST(SecureStream, ReorderedFramesFailToOpen) {
+  Connected c;
+  auto first = c.server.stream().seal(text("one"));
+  auto second = c.server.stream().seal(text("two"));
+  EXPECT_THROW(c.client.stream().open(second), wire::DecodeError);
+  EXPECT_EQ(c.client.stream().open(first), text("one"));
+  EXPECT_EQ(c.client.stream().open(second), text("two"));
+}
+
+TEST(SecureStream, OwnFrameReflectedBackFailsToOpen) {
+  // Each direction has its own key: a frame we sealed, sent back to us, is
+  // not something the peer said.
+  Connected c;
+  auto sealed = c.client.stream().seal(text("to server"));
+  EXPECT_THROW(c.client.stream().open(sealed), wire::DecodeError);
+  EXPECT_EQ(c.server.stream().open(sealed), text("to server"));
+}
+
+TEST(SecureStream, SealedFramesTravelThroughTheFrameAssembler) {
+  Connected c;
+  Bytes wire_bytes;
+  std::vector<std::string> sent = {"a", "bb", std::string(300, 'c')};
+  for (auto& s : sent) {
+    auto f = wire::frame(c.client.stream().seal(text(s)));
+    wire_bytes.insert(wire_bytes.end(), f.begin(), f.end());
+  }
+  wire::FrameAssembler fa(4096);
+  fa.feed(wire_bytes);
+  Bytes body;
+  for (auto& s : sent) {
+    ASSERT_TRUE(fa.pop(body));
+    EXPECT_EQ(c.server.stream().open(body), text(s));
+  }
+  EXPECT_FALSE(fa.pop(body));
+}
+
+}  // namespace
+}  // namespace roam
