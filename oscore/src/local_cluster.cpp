@@ -442,6 +442,10 @@ void up(const UpOptions& o) {
       spawn.node = i;
       spawn.dir = dir;
       spawn.mosd = mosd;
+      spawn.shared = o.shared;
+      std::error_code exe_ec;
+      fs::path exe = fs::read_symlink("/proc/self/exe", exe_ec);
+      if (!exe_ec) spawn.shared.push_back(exe.parent_path().parent_path());
       spawn.cgroup = st.node_cgroup(i);
       spawn.cpuset_cgroup = st.node_cpuset_cgroup(i);
       rec.init = spawn_node_init(spawn);

@@ -101,6 +101,7 @@ struct NodeSpawn {
   fs::path mosd;
   fs::path cgroup;         // the node's v2 cgroup
   fs::path cpuset_cgroup;  // the node's v1 cpuset cgroup, or empty
+  std::vector<fs::path> shared;  // host folders kept visible at the same path (UpOptions::shared)
   std::chrono::milliseconds timeout{10000};
 };
 

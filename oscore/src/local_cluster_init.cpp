@@ -100,6 +100,14 @@ class NodeInit {
     // be a mount of the caller's own namespace.
     FileDesc dir_here(::open(spawn_.dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
     if (!dir_here) throw SysError(fmt::format("open {}", spawn_.dir.string()), errno);
+    std::vector<FileDesc> shared_here;
+    std::vector<fs::path> shared_paths;
+    for (const auto& p : spawn_.shared) {
+      FileDesc fd(::open(p.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+      if (!fd) continue;  // nothing there to keep visible
+      shared_here.push_back(std::move(fd));
+      shared_paths.push_back(p);
+    }
     check(::mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777"), "mount tmpfs on /tmp");
     check(::mount("tmpfs", kNodeStateDir, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755"),
           fmt::format("mount tmpfs on {}", kNodeStateDir));
@@ -108,6 +116,7 @@ class NodeInit {
     // /proc of the new PID namespace; /sys stays the host's (mosd uses its cgroups).
     check(::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr), "mount /proc");
     keep_visible(spawn_.dir, dir_here.get());
+    for (size_t i = 0; i < shared_here.size(); ++i) keep_visible(shared_paths[i], shared_here[i].get());
     check(::chdir("/"), "chdir /");
     std::string host = node_name(spawn_.node);
     check(::sethostname(host.c_str(), host.size()), "sethostname");

@@ -66,6 +66,31 @@ up_down_body() {
 }
 up_down_cleanup() { cluster_down; }
 
+atf_test_case shared_folder cleanup
+shared_folder_head() {
+  atf_set descr "--share keeps a host folder under /tmp visible in every node; the rest of /tmp stays private"
+  atf_set require.user root
+  atf_set timeout 180
+}
+shared_folder_body() {
+  roam_init
+  shared=$(mktemp -d /tmp/roam-shared.XXXXXX)
+  private=$(mktemp -d /tmp/roam-private.XXXXXX)
+  echo "$shared $private" >dirs
+  echo data >"$shared/f"
+  echo data >"$private/f"
+  cluster_up 2 --share "$shared"
+  atf_check -o "inline:data\n" mosctl cluster exec 2 -- cat "$shared/f"
+  atf_check -s not-exit:0 -e ignore mosctl cluster exec 2 -- cat "$private/f"
+  # Written in a node, seen on the host: it is the same folder, not a copy.
+  mosctl cluster exec 1 -- sh -c "echo from-node1 >$shared/g"
+  atf_check -o "inline:from-node1\n" cat "$shared/g"
+}
+shared_folder_cleanup() {
+  cluster_down
+  [ -f dirs ] && rm -rf $(cat dirs)
+}
+
 atf_test_case down_after_crash cleanup
 down_after_crash_head() {
   atf_set descr "down cleans up after a crashed mosd and a crashed node init"
@@ -125,6 +150,7 @@ bad_usage_cleanup() { cluster_down; }
 
 atf_init_test_cases() {
   atf_add_test_case up_down
+  atf_add_test_case shared_folder
   atf_add_test_case down_after_crash
   atf_add_test_case cpus_per_node
   atf_add_test_case bad_usage

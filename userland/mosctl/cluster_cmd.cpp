@@ -86,12 +86,15 @@ void add_cluster_commands(CLI::App& app) {
     sub->add_option("--cpus-per-node", opt->cpus_per_node, "pin each node to its own K CPUs (a cpuset)");
     sub->add_option("--mosd", *mosd, "the mosd to run (default: mosd beside this mosctl)");
     sub->add_option("--set", *settings, "an extra cluster.conf setting KEY=VALUE (repeatable)");
+    sub->add_option("--share", opt->shared,
+                    "a host folder under /tmp or /dev/shm that every node should see at the same path (repeatable)");
     sub->add_flag("--no-wait", *no_wait, "do not wait for every mosd's control socket");
     sub->add_option("--wait-timeout", *timeout_s, "seconds to wait for the control sockets")->capture_default_str();
     add_dir_option(sub, *dir);
     sub->callback([=] {
       opt->dir = *dir;
       opt->mosd = *mosd;
+      for (auto& p : opt->shared) p = std::filesystem::absolute(p).lexically_normal();
       for (const auto& s : *settings) opt->settings.push_back(split_setting(s));
       opt->wait_for_mosd = !*no_wait;
       opt->wait_timeout = std::chrono::milliseconds(static_cast<int64_t>(*timeout_s * 1000));

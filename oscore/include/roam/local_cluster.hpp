@@ -73,6 +73,11 @@ struct UpOptions {
   std::vector<std::pair<std::string, std::string>> settings;  // extra cluster.conf lines KEY = VALUE
   bool wait_for_mosd = true;  // wait until every node's /run/roam/mosd.sock exists
   std::chrono::milliseconds wait_timeout{10000};
+  // Host folders every node must see at the same path although they lie
+  // under a node's private /tmp or /dev/shm. The folder holding the running
+  // executable's bin/ (the build tree or install prefix) is always added, so
+  // the roam tools and test helpers run inside nodes wherever they were built.
+  std::vector<std::filesystem::path> shared;
 };
 
 // Brings the cluster up. On any failure it removes everything it made except
