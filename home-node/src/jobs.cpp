@@ -33,7 +33,10 @@ std::string read_cmdline(pid_t pid) {
   std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
   std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   while (!raw.empty() && raw.back() == '\0') raw.pop_back();
-  std::replace(raw.begin(), raw.end(), '\0', ' ');
+  // One line per process in every listing: argument separators and control
+  // characters become spaces.
+  for (auto& c : raw)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
   if (!raw.empty()) return raw;
   std::ifstream comm(fmt::format("/proc/{}/comm", pid));
   std::string c;

@@ -63,7 +63,37 @@ ages_out_and_returns_body() {
 }
 ages_out_and_returns_cleanup() { cluster_down; }
 
+atf_test_case mosmon_live cleanup
+mosmon_live_head() {
+  atf_set descr "mosmon's live ncurses view shows every node in a terminal (tmux) and quits on q"
+  atf_set require.user root
+  atf_set require.progs tmux
+  atf_set timeout 120
+}
+mosmon_live_body() {
+  roam_init
+  cluster_up 3
+  retry 100 0.2 all_up_at 2 3 || atf_fail "cluster did not converge"
+  sess="roam-mosmon-$$"
+  echo "$sess" >session
+  tmux new-session -d -s "$sess" -x 132 -y 20 "mosctl cluster exec node2 -- mosmon --interval 200; echo mosmon-exit=\$? >$PWD/exit.txt; sleep 30"
+  screen_ok() {
+    tmux capture-pane -p -t "$sess" >screen.txt
+    grep -q "as seen from node2" screen.txt && grep -q "^node1 .* up " screen.txt &&
+      grep -q "^node2 .* self " screen.txt && grep -q "^node3 .* up " screen.txt
+  }
+  retry 100 0.1 screen_ok || { cat screen.txt; atf_fail "mosmon's screen does not show the three nodes"; }
+  tmux send-keys -t "$sess" q
+  quit() { grep -q "mosmon-exit=0" exit.txt 2>/dev/null; }
+  retry 100 0.1 quit || atf_fail "mosmon did not quit on q with status 0"
+}
+mosmon_live_cleanup() {
+  [ -f session ] && tmux kill-session -t "$(cat session)" 2>/dev/null
+  cluster_down
+}
+
 atf_init_test_cases() {
+  atf_add_test_case mosmon_live
   atf_add_test_case all_see_all
   atf_add_test_case ages_out_and_returns
 }
