@@ -106,7 +106,37 @@ ctrl_c_cleanup() {
   cluster_down
 }
 
+atf_test_case workloads cleanup
+workloads_head() {
+  atf_set descr "the workload programs (READY, wait for SIGUSR1, verify, PASS) run as roam jobs on a node"
+  atf_set require.user root
+  atf_set timeout 120
+}
+workloads_body() {
+  roam_init
+  cluster_up 1
+  wl="$ROAM_TESTS/workloads"
+  for w in cpu_loop "mem_pattern 64" fpu_regs; do
+    name=${w%% *}
+    cat >run-$name.sh <<SH
+mosrun $wl/$w >$PWD/$name.out &
+pid=\$!
+while ! grep -q READY $PWD/$name.out 2>/dev/null; do sleep 0.05; done
+grep -q "^0::.*/roam-jobs/" /proc/\$pid/cgroup || echo "not in a job cgroup" >>$PWD/$name.out
+sleep 0.3
+kill -USR1 \$pid
+wait \$pid
+echo "status=\$?" >>$PWD/$name.out
+SH
+    on_node 1 sh run-$name.sh
+    atf_check -o "match:^PASS$" cat $name.out
+    atf_check -o "match:^status=0$" -o "not-match:not in a job" cat $name.out
+  done
+}
+workloads_cleanup() { cluster_down; }
+
 atf_init_test_cases() {
+  atf_add_test_case workloads
   atf_add_test_case exit_status
   atf_add_test_case no_wrapper
   atf_add_test_case no_mosd
