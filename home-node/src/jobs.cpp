@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "roam/cgroup.hpp"
 #include "roam/error.hpp"
 #include "roam/log.hpp"
 
@@ -19,15 +20,6 @@ namespace {
 
 constexpr const char* kDaemonLeaf = "roam-mosd";
 constexpr const char* kJobsDir = "roam-jobs";
-
-void write_pid(const fs::path& procs, pid_t pid) {
-  int fd = check_sys(::open(procs.c_str(), O_WRONLY | O_CLOEXEC), "open " + procs.string());
-  auto text = std::to_string(pid);
-  ssize_t n = ::write(fd, text.data(), text.size());
-  int err = errno;
-  ::close(fd);
-  if (n < 0) throw SysError(fmt::format("move pid {} into {}", pid, procs.parent_path().string()), err);
-}
 
 std::string read_cmdline(pid_t pid) {
   std::ifstream in(fmt::format("/proc/{}/cmdline", pid), std::ios::binary);
@@ -46,26 +38,7 @@ std::string read_cmdline(pid_t pid) {
 
 }  // namespace
 
-fs::path cgroup2_mount() {
-  std::ifstream mi("/proc/self/mountinfo");
-  std::string line;
-  fs::path best;
-  while (std::getline(mi, line)) {
-    // ... MOUNTPOINT ... - FSTYPE SOURCE OPTIONS
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    std::istringstream tail(line.substr(dash + 3));
-    std::string fstype;
-    tail >> fstype;
-    if (fstype != "cgroup2") continue;
-    std::istringstream head(line.substr(0, dash));
-    std::string id, parent, devno, root, mnt;
-    head >> id >> parent >> devno >> root >> mnt;
-    if (root != "/") continue;
-    if (best.empty() || mnt == "/sys/fs/cgroup") best = mnt;
-  }
-  return best;
-}
+fs::path cgroup2_mount() { return cgroup::find_mounts().unified; }
 
 std::string own_cgroup2_path() {
   std::ifstream cg("/proc/self/cgroup");
@@ -84,7 +57,7 @@ JobTracker::JobTracker() {
   fs::path base = own_dir.filename() == kDaemonLeaf ? own_dir.parent_path() : own_dir;
   fs::create_directories(base / kDaemonLeaf);
   fs::create_directories(base / kJobsDir);
-  if (own_dir.filename() != kDaemonLeaf) write_pid(base / kDaemonLeaf / "cgroup.procs", getpid());
+  if (own_dir.filename() != kDaemonLeaf) cgroup::attach(base / kDaemonLeaf, 0);
   jobs_dir_ = base / kJobsDir;
   for (auto& e : fs::directory_iterator(jobs_dir_)) {
     auto name = e.path().filename().string();
@@ -103,7 +76,7 @@ uint64_t JobTracker::add(pid_t pid) {
   fs::path dir = jobs_dir_ / fmt::format("job-{}", id);
   fs::create_directory(dir);
   try {
-    write_pid(dir / "cgroup.procs", pid);
+    cgroup::attach(dir, pid);
   } catch (...) {
     ::rmdir(dir.c_str());
     throw;
