@@ -115,7 +115,30 @@ node_without_key_body() {
 }
 node_without_key_cleanup() { cluster_down; }
 
+atf_test_case daemon_signals cleanup
+daemon_signals_head() {
+  atf_set descr "SIGHUP leaves mosd serving (with a log line); SIGTERM stops it cleanly, removing its socket"
+  atf_set require.user root
+  atf_set timeout 120
+}
+daemon_signals_body() {
+  roam_init
+  cluster_up 1
+  pid=$(on_node 1 cat /run/roam/mosd.pid)
+  on_node 1 kill -HUP "$pid"
+  hup_logged() { grep -q "SIGHUP: mosd does not reload" "$(mosd_log 1)"; }
+  retry 50 0.1 hup_logged || atf_fail "no log line for SIGHUP"
+  atf_check -o ignore mosctl cluster exec 1 -- mosmon --once
+  on_node 1 kill -TERM "$pid"
+  gone() { ! on_node 1 test -e /run/roam/mosd.sock; }
+  retry 50 0.1 gone || atf_fail "mosd's control socket is still there after SIGTERM"
+  grep -q "shutting down" "$(mosd_log 1)" || atf_fail "no log line for SIGTERM"
+  atf_check -s exit:125 -e "match:no mosd on this node" mosctl cluster exec 1 -- mosrun true
+}
+daemon_signals_cleanup() { cluster_down; }
+
 atf_init_test_cases() {
+  atf_add_test_case daemon_signals
   atf_add_test_case bad_config
   atf_add_test_case hostile_peers
   atf_add_test_case node_without_key

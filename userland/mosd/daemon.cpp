@@ -187,10 +187,19 @@ void Daemon::watch_signals() {
   sigprocmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   signal_fd_ = FileDesc(check_sys(signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK), "signalfd"));
+  on_signal();
+}
+
+void Daemon::on_signal() {
   loop_.poll(signal_fd_.get(), POLLIN, [this](int) {
     signalfd_siginfo si{};
-    if (::read(signal_fd_.get(), &si, sizeof si) == sizeof si)
-      log_info("signal {} received, shutting down", strsignal(static_cast<int>(si.ssi_signo)));
+    if (::read(signal_fd_.get(), &si, sizeof si) != sizeof si) return on_signal();
+    if (si.ssi_signo == SIGHUP) {
+      // The map is read once; a changed map needs a restart (systemctl restart mosd).
+      log_warn("SIGHUP: mosd does not reload {}; restart it to apply a changed map", cfg_.path.string());
+      return on_signal();
+    }
+    log_info("signal {} received, shutting down", strsignal(static_cast<int>(si.ssi_signo)));
     loop_.stop();
   });
 }

@@ -127,6 +127,7 @@ class Daemon {
   void listen_control();
   void accept_control();
   void watch_signals();
+  void on_signal();
   void schedule_gossip();
   void gossip_step();
   void schedule_sampling();
