@@ -56,6 +56,49 @@ SH
 }
 no_wrapper_cleanup() { cluster_down; }
 
+atf_test_case cannot_move_reason cleanup
+cannot_move_reason_head() {
+  atf_set descr "mosps says why a job could not move (threads, shared memory) and keeps it running"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 120
+}
+cannot_move_reason_body() {
+  roam_init
+  cluster_up 1
+  cat >threads.py <<'PY'
+import threading, time, sys
+t = threading.Thread(target=time.sleep, args=(30,), daemon=True)
+t.start()
+print("READY", flush=True)
+time.sleep(30)
+PY
+  cat >script.sh <<SH
+mosrun python3 $PWD/threads.py >$PWD/threads.out &
+t=\$!
+mosrun sleep 30 &
+s=\$!
+while ! grep -q READY $PWD/threads.out 2>/dev/null; do sleep 0.05; done
+mosps --json >$PWD/ps.json
+mosps >$PWD/ps.txt
+kill -0 \$t && echo threaded-alive >>$PWD/threads.out
+kill \$t \$s
+SH
+  on_node 1 sh script.sh
+  cat ps.txt
+  python3 - <<'PY' || atf_fail "mosps does not give the right reasons"
+import json
+p = json.load(open("ps.json"))
+thr = [x for x in p if "threads.py" in x["command"]]
+slp = [x for x in p if x["command"] == "sleep 30"]
+assert thr and thr[0]["reason"] == "cannot move: has 2 threads", thr
+assert slp and slp[0]["reason"] == "started here", slp
+PY
+  atf_check -o "match:threaded-alive" cat threads.out
+  atf_check -o "match:cannot move: has 2 threads" cat ps.txt
+}
+cannot_move_reason_cleanup() { cluster_down; }
+
 atf_test_case no_mosd cleanup
 no_mosd_head() {
   atf_set descr "without a mosd on the node, mosrun prints one clear line and exits 125"
@@ -139,6 +182,7 @@ atf_init_test_cases() {
   atf_add_test_case workloads
   atf_add_test_case exit_status
   atf_add_test_case no_wrapper
+  atf_add_test_case cannot_move_reason
   atf_add_test_case no_mosd
   atf_add_test_case ctrl_c
 }

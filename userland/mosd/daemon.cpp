@@ -20,6 +20,7 @@
 
 #include "roam/control.hpp"
 #include "roam/error.hpp"
+#include "roam/image_migratable.hpp"
 #include "roam/log.hpp"
 
 namespace roam::mosd {
@@ -357,7 +358,10 @@ msg::PsReply Daemon::ps() {
     i.where = self_;
     i.state = "home";
     i.command = p.command;
-    i.reason = "started here";
+    // Why it is here: until migration lands every job stays home; say when
+    // it could not move even if asked.
+    auto can = image::migratable(p.pid);
+    i.reason = can ? "started here" : "cannot move: " + can.reason;
     i.rss = p.rss;
     r.procs.push_back(std::move(i));
   }

@@ -22,9 +22,9 @@ int main(int argc, char** argv) {
       std::printf("%s\n", out.dump(2).c_str());
       return 0;
     }
-    std::printf("%7s %5s %-7s %-7s %-6s %9s  %-14s %s\n", "PID", "JOB", "HOME", "WHERE", "STATE", "RSS", "WHY", "COMMAND");
+    std::printf("%7s %5s %-7s %-7s %-6s %9s  %-30s %s\n", "PID", "JOB", "HOME", "WHERE", "STATE", "RSS", "WHY", "COMMAND");
     for (auto& p : r.procs)
-      std::printf("%7d %5llu %-7s %-7s %-6s %8lluK  %-14s %s\n", p.pid, static_cast<unsigned long long>(p.job),
+      std::printf("%7d %5llu %-7s %-7s %-6s %8lluK  %-30s %s\n", p.pid, static_cast<unsigned long long>(p.job),
                   ("node" + std::to_string(p.home)).c_str(), ("node" + std::to_string(p.where)).c_str(), p.state.c_str(),
                   static_cast<unsigned long long>(p.rss / 1024), p.reason.c_str(), p.command.c_str());
     return 0;
