@@ -1,0 +1,438 @@
+#include "roam/remote_syscall.hpp"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "roam/error.hpp"
+#include "roam/log.hpp"
+
+namespace roam::ptrace {
+namespace {
+
+constexpr uint64_t kUserCs64 = 0x33;  // __USER_CS: a 64-bit tracee
+constexpr std::size_t kRedZone = 128;
+constexpr std::size_t kMappedScratch = 64 * 1024;
+constexpr std::array<std::byte, 2> kSyscallInsn{std::byte{0x0f}, std::byte{0x05}};
+// Kernel-internal restart codes a stopped syscall can show in rax.
+constexpr long kERestartSys = 512;
+constexpr long kERestartNoIntr = 513;
+constexpr long kERestartNoHand = 514;
+constexpr long kERestartRestartBlock = 516;
+
+constexpr uint64_t sigbit(int sig) { return uint64_t{1} << (sig - 1); }
+
+// Signals the kernel forces on a faulting instruction. They stay unblocked
+// while we inject: forcing a blocked signal resets its handler to SIG_DFL.
+constexpr uint64_t kSynchronous =
+    sigbit(SIGSEGV) | sigbit(SIGBUS) | sigbit(SIGILL) | sigbit(SIGFPE) | sigbit(SIGTRAP) | sigbit(SIGSYS);
+constexpr uint64_t kInjectionMask = ~kSynchronous;
+
+bool is_synchronous(int sig) { return sig >= 1 && sig <= 64 && (kSynchronous & sigbit(sig)) != 0; }
+
+// SigIgn from /proc/TID/status: the signals the process ignores.
+uint64_t ignored_signals(pid_t tid) {
+  std::ifstream status(fmt::format("/proc/{}/status", tid));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("SigIgn:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+  }
+  return 0;
+}
+
+}  // namespace
+
+RemoteSyscalls::RemoteSyscalls(Tracee& tracee, SyscallSite site, StepMode mode) : tracee_(tracee), mode_(mode) {
+  setup(site, std::nullopt);
+}
+
+RemoteSyscalls::RemoteSyscalls(Tracee& tracee, RemotePtr<void> syscall_insn, StepMode mode)
+    : tracee_(tracee), mode_(mode) {
+  setup(SyscallSite::any, syscall_insn);
+}
+
+void RemoteSyscalls::setup(SyscallSite site, std::optional<RemotePtr<void>> insn) {
+  ROAM_ASSERT(tracee_.stopped() && (tracee_.last_stop().kind == StopKind::interrupt ||
+                                    tracee_.last_stop().kind == StopKind::group),
+              fmt::format("RemoteSyscalls needs tracee {} in an interrupt- or group-stop", tracee_.tid()));
+  ROAM_ASSERT(mode_ == StepMode::single_step || tracee_.options().has(TraceOption::sysgood),
+              fmt::format("injecting into tracee {} by syscall-stops needs TraceOption::sysgood", tracee_.tid()));
+  saved_regs_ = tracee_.regs();
+  if (saved_regs_.cs != kUserCs64) {
+    throw InjectionError(fmt::format("tracee {} is not running 64-bit code (cs {:#x})", tracee_.tid(), saved_regs_.cs));
+  }
+  stack_top_ = saved_regs_.rsp - kRedZone;
+  if (mode_ == StepMode::single_step && (ignored_signals(tracee_.tid()) & sigbit(SIGTRAP)) != 0) {
+    mode_ = StepMode::syscall_stops;
+  }
+  saved_mask_ = tracee_.signal_mask();
+  tracee_.set_signal_mask(kInjectionMask);
+  mask_changed_ = true;
+  try {
+    // The kernel clears struct rseq's rseq_cs when it returns to user mode
+    // outside the critical section it names, as it will at our syscall
+    // instruction; put it back so a thread stopped inside a critical
+    // section is still aborted out of it when it resumes.
+    if (auto rseq = tracee_.rseq_config()) {
+      rseq_cs_ = (rseq->abi + 8).cast<uint64_t>();
+      saved_rseq_cs_ = tracee_.read(rseq_cs_);
+    }
+    if (insn) {
+      site_ = SyscallSite::any;
+      insn_ = *insn;
+    } else {
+      pick_site(site);
+    }
+  } catch (...) {
+    restore();
+    throw;
+  }
+}
+
+RemoteSyscalls::~RemoteSyscalls() {
+  ROAM_ASSERT(live_scratch_ == 0,
+              fmt::format("ScratchMem outlives the RemoteSyscalls of tracee {}", tracee_.tid()));
+  restore();
+}
+
+std::optional<RemotePtr<void>> RemoteSyscalls::find_syscall_in_vdso(Tracee& tracee) {
+  std::ifstream maps(fmt::format("/proc/{}/maps", tracee.tid()));
+  std::string line;
+  while (std::getline(maps, line)) {
+    if (line.size() < 6 || line.compare(line.size() - 6, 6, "[vdso]") != 0) continue;
+    std::uintptr_t start = 0, end = 0;
+    char dash = 0;
+    std::istringstream in(line);
+    in >> std::hex >> start >> dash >> end;
+    if (!in || dash != '-' || end <= start) return std::nullopt;
+    std::vector<std::byte> text(end - start);
+    tracee.read_mem(RemotePtr<void>(start), text);
+    auto it = std::search(text.begin(), text.end(), kSyscallInsn.begin(), kSyscallInsn.end());
+    if (it == text.end()) return std::nullopt;
+    return RemotePtr<void>(start + static_cast<std::uintptr_t>(it - text.begin()));
+  }
+  return std::nullopt;
+}
+
+void RemoteSyscalls::pick_site(SyscallSite site) {
+  if (site == SyscallSite::any || site == SyscallSite::vdso) {
+    if (auto found = find_syscall_in_vdso(tracee_)) {
+      site_ = SyscallSite::vdso;
+      insn_ = *found;
+      return;
+    }
+    if (site == SyscallSite::vdso) throw InjectionError(fmt::format("tracee {} has no [vdso]", tracee_.tid()));
+  }
+  if (site == SyscallSite::any || site == SyscallSite::current_syscall) {
+    if (static_cast<int64_t>(saved_regs_.orig_rax) >= 0) {
+      RemotePtr<void> at(saved_regs_.rip - 2);
+      std::array<std::byte, 2> bytes{};
+      tracee_.read_mem(at, bytes);
+      if (bytes == kSyscallInsn) {
+        site_ = SyscallSite::current_syscall;
+        insn_ = at;
+        return;
+      }
+    }
+    if (site == SyscallSite::current_syscall) {
+      throw InjectionError(fmt::format("tracee {} is not stopped in a syscall instruction", tracee_.tid()));
+    }
+  }
+  // Last resort: write the instruction at rip (through /proc/PID/mem, which
+  // reaches read-only text). Another running thread could execute it.
+  RemotePtr<void> at(saved_regs_.rip);
+  std::array<std::byte, 2> old{};
+  tracee_.read_mem(at, old);
+  tracee_.write_mem(at, kSyscallInsn);
+  patched_bytes_ = old;
+  site_ = SyscallSite::patch_at_ip;
+  insn_ = at;
+}
+
+Stop RemoteSyscalls::advance(Resume how) {
+  tracee_.resume_as(how, 0);
+  for (;;) {
+    Stop s = tracee_.wait_stop();
+    if (s.kind == StopKind::syscall) return s;
+    if (s.kind == StopKind::signal_delivery) {
+      if (mode_ == StepMode::single_step && s.sig == SIGTRAP) return s;
+      siginfo_t info = tracee_.siginfo();
+      if (is_synchronous(info.si_signo) && info.si_code > 0) {
+        // Raised by our own instruction; resuming with no signal drops it.
+        throw InjectionError(fmt::format("injected call faulted in tracee {}: signal {} code {} at {:#x}",
+                                         tracee_.tid(), info.si_signo, info.si_code,
+                                         reinterpret_cast<std::uintptr_t>(info.si_addr)));
+      }
+      if (info.si_signo == SIGSTOP) {
+        stop_held_ = true;
+      } else {
+        held_.push_back(info);
+      }
+    }
+    // An interrupt-, group- or event-stop is none of ours: carry on.
+    tracee_.resume_as(how, 0);
+  }
+}
+
+long RemoteSyscalls::syscall_args(long nr, const std::array<uint64_t, 6>& args) {
+  if (!tracee_.alive() && tracee_.death_status()) throw TraceeDied(tracee_.tid(), *tracee_.death_status());
+  ROAM_ASSERT(tracee_.stopped() && !at_entry_,
+              fmt::format("injecting syscall {} into tracee {} that is not stopped between calls", nr, tracee_.tid()));
+  Regs r = saved_regs_;
+  r.rip = insn_.addr();
+  r.rax = static_cast<uint64_t>(nr);
+  // No syscall in progress as far as the kernel's restart logic goes.
+  r.orig_rax = ~uint64_t{0};
+  r.rdi = args[0];
+  r.rsi = args[1];
+  r.rdx = args[2];
+  r.r10 = args[3];
+  r.r8 = args[4];
+  r.r9 = args[5];
+  tracee_.set_regs(r);
+  resumed_ = true;
+
+  if (mode_ == StepMode::single_step) {
+    for (;;) {
+      Stop s = advance(Resume::single_step);
+      Regs after = tracee_.regs();
+      bool stepped = after.rip == insn_.addr() + kSyscallInsn.size();
+      if (s.kind == StopKind::signal_delivery) {
+        siginfo_t info = tracee_.siginfo();
+        // A SIGTRAP someone sent with kill is not our step trap: hold it.
+        if (info.si_code <= 0) held_.push_back(info);
+      }
+      if (stepped) return static_cast<long>(after.rax);
+      tracee_.set_regs(r);
+    }
+  }
+
+  advance(Resume::syscall);  // to the syscall-entry stop
+  at_entry_ = true;
+  advance(Resume::syscall);  // to the syscall-exit stop
+  at_entry_ = false;
+  return static_cast<long>(tracee_.regs().rax);
+}
+
+uint64_t RemoteSyscalls::check(const char* name, long rc) {
+  if (rc < 0 && rc >= -4095) {
+    throw SysError(fmt::format("{} injected into tracee {}", name, tracee_.tid()), static_cast<int>(-rc));
+  }
+  return static_cast<uint64_t>(rc);
+}
+
+void RemoteSyscalls::requeue_held() {
+  if (held_.empty()) return;
+  // Keep what we re-queue pending while we still inject.
+  tracee_.set_signal_mask(~uint64_t{0});
+  std::vector<siginfo_t> held = std::move(held_);
+  held_.clear();
+  for (const siginfo_t& info : held) {
+    ScratchMem si = ScratchMem::holding(*this, info);
+    long rc = syscall(SYS_rt_tgsigqueueinfo, tracee_.tgid(), tracee_.tid(), info.si_signo, si.get());
+    if (rc < 0) {
+      log_warn("ptrace: re-queueing signal {} into tracee {} failed: {}", info.si_signo, tracee_.tid(),
+               std::strerror(static_cast<int>(-rc)));
+    }
+  }
+}
+
+void RemoteSyscalls::restore() noexcept {
+  // Each step on its own: one that fails must not keep the registers and
+  // the mask from going back. Only the tracee's death ends it early.
+  auto attempt = [this](const char* what, auto&& step) {
+    if (!tracee_.alive()) return;
+    try {
+      step();
+    } catch (const TraceeDied&) {
+    } catch (const std::exception& e) {
+      log_error("ptrace: {} in tracee {} after injection failed: {}", what, tracee_.tid(), e.what());
+    }
+  };
+  if (tracee_.alive() && !tracee_.stopped()) {
+    log_error("ptrace: tracee {} is running; its registers cannot be restored", tracee_.tid());
+    return;
+  }
+  attempt("finishing the interrupted call", [this] {
+    if (!at_entry_) return;
+    // Thrown out between entry and exit: skip the call, go to its exit.
+    Regs r = tracee_.regs();
+    r.orig_rax = ~uint64_t{0};
+    tracee_.set_regs(r);
+    at_entry_ = false;
+    advance(Resume::syscall);
+  });
+  attempt("re-queueing held signals", [this] { requeue_held(); });
+  attempt("unmapping scratch", [this] {
+    if (!mapped_) return;
+    long rc = syscall(SYS_munmap, mapped_, mapped_size_);
+    if (rc < 0) log_warn("ptrace: unmapping scratch in tracee {} failed: {}", tracee_.tid(), -rc);
+    mapped_ = {};
+  });
+  attempt("putting back patched text", [this] {
+    if (!patched_bytes_) return;
+    tracee_.write_mem(insn_, *patched_bytes_);
+    patched_bytes_.reset();
+  });
+  attempt("putting back rseq_cs", [this] {
+    if (rseq_cs_ && tracee_.read(rseq_cs_) != saved_rseq_cs_) tracee_.write(rseq_cs_, saved_rseq_cs_);
+  });
+  attempt("re-sending SIGSTOP", [this] {
+    // SIGSTOP cannot be blocked, so it goes back only once no injected call
+    // is left to run (it would stop the tracee again); its siginfo never
+    // reaches a handler, so a plain tgkill from here loses nothing.
+    if (!stop_held_) return;
+    if (::syscall(SYS_tgkill, tracee_.tgid(), tracee_.tid(), SIGSTOP) != 0) {
+      throw SysError(fmt::format("tgkill SIGSTOP to tracee {}", tracee_.tid()), errno);
+    }
+    stop_held_ = false;
+  });
+  attempt("restoring registers", [this] {
+    if (!resumed_) return;
+    tracee_.set_regs(saved_regs_);
+    tracee_.reinterrupt();
+    resumed_ = false;
+  });
+  attempt("restoring the signal mask", [this] {
+    if (!mask_changed_) return;
+    tracee_.set_signal_mask(saved_mask_);
+    mask_changed_ = false;
+  });
+}
+
+RemoteSyscalls::ScratchSlot RemoteSyscalls::scratch_alloc(std::size_t size, std::vector<std::byte>& saved) {
+  ScratchSlot slot;
+  std::size_t rounded = (size + 15) & ~std::size_t{15};
+  if (!mapped_) {
+    std::uintptr_t at = (stack_top_ - rounded) & ~std::uintptr_t{15};
+    saved.resize(size);
+    try {
+      tracee_.read_mem(RemotePtr<void>(at), saved);
+      slot = {RemotePtr<void>(at), true, stack_top_};
+      stack_top_ = at;
+      ++live_scratch_;
+      return slot;
+    } catch (const SysError&) {
+      // The stack is not mapped that far down: use a mapping of our own.
+    }
+    saved.clear();
+    std::size_t len = std::max(kMappedScratch, (rounded + 4095) & ~std::size_t{4095});
+    uint64_t addr = checked_syscall("mmap (scratch)", SYS_mmap, 0, len, PROT_READ | PROT_WRITE,
+                                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mapped_ = RemotePtr<void>(addr);
+    mapped_size_ = len;
+    mapped_used_ = 0;
+  }
+  if (mapped_used_ + rounded > mapped_size_) {
+    throw InjectionError(fmt::format("scratch of {} bytes does not fit in tracee {}", size, tracee_.tid()));
+  }
+  slot = {mapped_ + static_cast<std::ptrdiff_t>(mapped_used_), false, mapped_used_};
+  mapped_used_ += rounded;
+  ++live_scratch_;
+  return slot;
+}
+
+void RemoteSyscalls::scratch_free(const ScratchSlot& slot) noexcept {
+  if (slot.on_stack) {
+    stack_top_ = slot.prev;
+  } else {
+    mapped_used_ = slot.prev;
+  }
+  --live_scratch_;
+}
+
+ScratchMem::ScratchMem(RemoteSyscalls& rs, std::span<const std::byte> contents) : rs_(rs), size_(contents.size()) {
+  slot_ = rs_.scratch_alloc(size_, saved_);
+  try {
+    rs_.tracee().write_mem(slot_.addr, contents);
+  } catch (...) {
+    rs_.scratch_free(slot_);
+    throw;
+  }
+}
+
+ScratchMem::ScratchMem(RemoteSyscalls& rs, std::size_t size)
+    : ScratchMem(rs, std::vector<std::byte>(size)) {}
+
+ScratchMem::~ScratchMem() {
+  try {
+    if (slot_.on_stack && rs_.tracee().alive()) rs_.tracee().write_mem(slot_.addr, saved_);
+  } catch (const std::exception& e) {
+    log_warn("ptrace: putting back {} bytes of stack in tracee {} failed: {}", saved_.size(), rs_.tracee().tid(),
+             e.what());
+  }
+  rs_.scratch_free(slot_);
+}
+
+pid_t remote_getpid(RemoteSyscalls& rs) { return static_cast<pid_t>(rs.checked_syscall("getpid", SYS_getpid)); }
+
+KernelSigaction sigaction_of(RemoteSyscalls& rs, int sig) {
+  ScratchMem old(rs, sizeof(KernelSigaction));
+  rs.checked_syscall("rt_sigaction", SYS_rt_sigaction, sig, nullptr, old.get(), sizeof(uint64_t));
+  return old.read<KernelSigaction>();
+}
+
+RemotePtr<void> current_brk(RemoteSyscalls& rs) {
+  return RemotePtr<void>(rs.checked_syscall("brk", SYS_brk, 0));
+}
+
+RemotePtr<void> tid_address(RemoteSyscalls& rs) {
+  ScratchMem out(rs, sizeof(uint64_t));
+  rs.checked_syscall("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, PR_GET_TID_ADDRESS, out.get(), 0, 0, 0);
+  return RemotePtr<void>(out.read<uint64_t>());
+}
+
+AltStack sigaltstack_of(RemoteSyscalls& rs) {
+  struct KernelStack {  // the kernel's stack_t on x86_64
+    uint64_t sp;
+    int32_t flags;
+    int32_t pad;
+    uint64_t size;
+  };
+  ScratchMem old(rs, sizeof(KernelStack));
+  rs.checked_syscall("sigaltstack", SYS_sigaltstack, nullptr, old.get());
+  auto k = old.read<KernelStack>();
+  return AltStack{RemotePtr<void>(k.sp), k.flags, k.size};
+}
+
+unsigned long personality_of(RemoteSyscalls& rs) {
+  return rs.checked_syscall("personality", SYS_personality, 0xffffffffu);
+}
+
+mode_t umask_of(RemoteSyscalls& rs) {
+  auto old = static_cast<mode_t>(rs.checked_syscall("umask", SYS_umask, 0));
+  rs.checked_syscall("umask (put back)", SYS_umask, old);
+  return old;
+}
+
+uint64_t sigmask_of(const RemoteSyscalls& rs) { return rs.saved_sigmask(); }
+
+Regs regs_for_restart(const Regs& stopped) {
+  Regs r = stopped;
+  if (static_cast<int64_t>(r.orig_rax) < 0) return r;
+  switch (-static_cast<long>(r.rax)) {
+    case kERestartSys:
+    case kERestartNoIntr:
+    case kERestartNoHand:
+    case kERestartRestartBlock:
+      r.rax = r.orig_rax;
+      r.rip -= 2;
+      r.orig_rax = ~uint64_t{0};
+      break;
+    default:
+      break;
+  }
+  return r;
+}
+
+}  // namespace roam::ptrace
