@@ -1,0 +1,73 @@
+// Restore: recreate a captured process inside a fresh stub process by ptrace
+// system-call injection alone (DESIGN.md "The split"). The same code serves a
+// stub on a remote node and, later, the deputy coming home.
+//
+//   Frozen f = capture(pid);          // capture.hpp
+//   kill_frozen(f);                   // the migration commits
+//   pid_t body = restore::restore(f.image, {.fds = {{out_fd, 1}}});
+//
+// Restored: the address space (regions at their exact addresses, private
+// file mappings re-mapped from the same file when it matches, page
+// contents), vDSO/vvar placement, PR_SET_MM_MAP fields and auxv, rlimits,
+// 64 sigactions, blocked mask, sigaltstack, clear_child_tid, robust list,
+// rseq, personality, umask, comm, no_new_privs, THP-disable, general
+// registers (fs/gs base included) and xstate, with a system call interrupted
+// at home re-issued (regs_for_restart). Not yet: pending signals, itimers
+// and POSIX timers, VM flags set by madvise (DONTDUMP, HUGEPAGE...), the
+// exe link (PR_SET_MM_MAP refuses exe_fd to the unprivileged), threads,
+// identity (the body has its own pid; glibc's cached tid is the home one).
+//
+// File descriptors do not travel in the image. A stub is given its fd table
+// by whoever spawns it (StubOptions::fds); on one machine a test hands it the
+// original's pipes, which stands in for the deputy's forwarded I/O.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "roam/image.hpp"
+#include "roam/ptrace.hpp"
+
+namespace roam::restore {
+
+// The image cannot be restored here (a vDSO of another size, a shared
+// mapping, a file that is not the one the image names and no content for it).
+class RestoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct StubOptions {
+  // (fd in the caller, fd number in the stub); every other fd is closed.
+  std::vector<std::pair<int, int>> fds;
+};
+
+// A forked child of the calling process that set up its fds and now waits
+// in pause(), already seized and in an interrupt-stop. It dies when the
+// tracer dies before resuming it (PTRACE_O_EXITKILL), and the body it
+// becomes dies with the thread that spawned it (PR_SET_PDEATHSIG survives
+// the restore): a body must never outlive its agent.
+ptrace::Tracee spawn_stub(const StubOptions& options);
+
+struct RestoreTimes {
+  std::chrono::microseconds layout{};  // unmapping the stub, moving the vDSO
+  std::chrono::microseconds mapping{};  // mapping the image's regions
+  std::chrono::microseconds pages{};    // writing page contents
+  std::chrono::microseconds state{};    // kernel-held state and registers
+  uint64_t page_bytes = 0;
+};
+
+// Turns a seized stub (in an interrupt-stop, of the same architecture) into
+// the process of `image`; it is left stopped with the image's registers,
+// ready to resume (detach or resume()).
+void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, RestoreTimes* times = nullptr);
+
+// spawn_stub, restore_into, detach: the body runs. Returns its pid (a child
+// of the calling process: wait for it as for any child).
+pid_t restore(const image::ProcessImage& image, const StubOptions& options = {}, RestoreTimes* times = nullptr);
+
+}  // namespace roam::restore

@@ -1,0 +1,120 @@
+// capture: the ptrace half of a process image (see capture.hpp).
+#include "roam/capture.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "roam/error.hpp"
+#include "roam/image_migratable.hpp"
+#include "roam/remote_syscall.hpp"
+
+namespace roam::image {
+
+void fill_injected(ptrace::Tracee& tracee, ProcessImage& image) {
+  ptrace::Regs regs = tracee.regs();
+  Registers r;
+  r.gp.resize(sizeof regs);
+  std::memcpy(r.gp.data(), &regs, sizeof regs);
+  std::vector<uint8_t> xs = tracee.xstate();
+  r.xstate.resize(xs.size());
+  std::memcpy(r.xstate.data(), xs.data(), xs.size());
+  image.regs = std::move(r);
+  // /proc's SigBlk is the temporary mask of a thread in sigsuspend/ppoll;
+  // PTRACE_GETSIGMASK gives the one it returns to.
+  image.signals.blocked = tracee.signal_mask();
+
+  if (auto rseq = tracee.rseq_config()) {
+    image.rseq = Rseq{rseq->abi.addr(), rseq->size, rseq->signature, rseq->flags};
+  }
+  if (!image.robust_list) {
+    ptrace::RobustList rl = tracee.robust_list();
+    image.robust_list = RobustList{rl.head.addr(), rl.len};
+  }
+
+  ptrace::RemoteSyscalls rs(tracee, ptrace::SyscallSite::any, ptrace::StepMode::single_step);
+  std::array<SigAction, kSignals> actions{};
+  for (int sig = 1; sig <= static_cast<int>(kSignals); ++sig) {
+    ptrace::KernelSigaction ka = ptrace::sigaction_of(rs, sig);
+    actions[static_cast<size_t>(sig - 1)] = SigAction{ka.handler, ka.flags, ka.restorer, ka.mask};
+  }
+  image.sigactions = actions;
+  image.mm.brk = ptrace::current_brk(rs).addr();
+  image.clear_child_tid = ptrace::tid_address(rs).addr();
+  ptrace::AltStack ss = ptrace::sigaltstack_of(rs);
+  image.sigaltstack = SigAltStack{ss.sp.addr(), ss.flags, ss.size};
+}
+
+void fill_pages(pid_t pid, ProcessImage& image) {
+  // A deleted file has no name a restore could open: its content travels.
+  std::vector<uint64_t> unmappable;
+  for (const ImageVma& iv : image.vmas)
+    if (iv.vma.kind == VmaKind::deleted_file) unmappable.push_back(iv.vma.start);
+  std::vector<PageRun> runs = runs_to_send(image, unmappable);
+  // One PageData per stretch of contiguous runs, reserved up front, so
+  // pages are copied once and no buffer is reallocated on the way.
+  std::vector<std::pair<uint64_t, uint64_t>> stretches;  // start, end
+  for (const PageRun& r : runs) {
+    if (!stretches.empty() && stretches.back().second == r.start) {
+      stretches.back().second = r.end();
+    } else {
+      stretches.emplace_back(r.start, r.end());
+    }
+  }
+  image.pages.clear();
+  image.pages.resize(stretches.size());
+  for (size_t i = 0; i < stretches.size(); ++i) {
+    image.pages[i].addr = stretches[i].first;
+    image.pages[i].bytes.reserve(stretches[i].second - stretches[i].first);
+  }
+  size_t at = 0;
+  read_pages(pid, runs, [&](uint64_t addr, std::span<const std::byte> data) {
+    while (at < stretches.size() && stretches[at].second <= addr) ++at;
+    ROAM_ASSERT(at < stretches.size() && image.pages[at].addr + image.pages[at].bytes.size() == addr &&
+                    addr + data.size() <= stretches[at].second,
+                fmt::format("read_pages delivered {:#x}+{} out of order", addr, data.size()));
+    auto& bytes = image.pages[at].bytes;
+    bytes.insert(bytes.end(), data.begin(), data.end());
+  });
+}
+
+Frozen capture(pid_t pid, const CaptureOptions& options) {
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point& mark) {
+    auto now = Clock::now();
+    auto d = std::chrono::duration_cast<std::chrono::microseconds>(now - mark);
+    mark = now;
+    return d;
+  };
+  Frozen f{ptrace::Tracee::seize(pid), {}, {}, {}};
+  f.tracee.interrupt();
+  f.frozen_at = std::chrono::steady_clock::now();
+  Migratability m = migratable(pid, static_cast<pid_t>(::gettid()));
+  if (!m) throw UserError(fmt::format("process {} cannot migrate: {}", pid, m.reason));
+  auto mark = Clock::now();
+  f.image = capture_from_proc(pid, options);
+  f.times.proc = since(mark);
+  fill_injected(f.tracee, f.image);
+  f.times.injected = since(mark);
+  fill_pages(pid, f.image);
+  f.times.pages = since(mark);
+  return f;
+}
+
+int kill_frozen(Frozen& frozen) {
+  pid_t pid = frozen.tracee.tid();
+  if (::kill(pid, SIGKILL) < 0) throw SysError(fmt::format("kill({}, SIGKILL)", pid), errno);
+  try {
+    frozen.tracee.resume_as(ptrace::Resume::cont, 0);
+    for (;;) frozen.tracee.wait_stop();
+  } catch (const ptrace::TraceeDied& d) {
+    return d.wait_status();
+  }
+}
+
+}  // namespace roam::image

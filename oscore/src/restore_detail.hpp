@@ -1,0 +1,47 @@
+// Internal steps of restore_into (restore.hpp), one file each.
+#pragma once
+
+#include <cstdint>
+
+#include "roam/image.hpp"
+#include "roam/ptrace.hpp"
+#include "roam/remote_syscall.hpp"
+
+namespace roam::restore::detail {
+
+struct Range {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  uint64_t size() const { return end - start; }
+};
+
+// What clear_stub leaves: an address space holding only the kernel's pieces
+// (vDSO, vvar, vvar_vclock, already at the image's addresses) and a scratch
+// mapping the stub's rsp points into, so ScratchMem works before the image's
+// own stack exists and never lands on the image's memory.
+struct Layout {
+  ptrace::RemotePtr<void> insn;  // a syscall instruction in the moved [vdso]
+  Range scratch;
+};
+
+// restore_layout.cpp: unregisters the stub's inherited rseq, unmaps all its
+// own regions, maps the scratch, moves the vDSO pieces to the image's
+// addresses (RestoreError when their sizes differ).
+Layout clear_stub(ptrace::Tracee& stub, const image::ProcessImage& image);
+
+// restore_regions.cpp: maps every region of the image at its address with
+// its final protection (private files from the same file when it matches,
+// otherwise anonymous), then writes the page contents.
+void map_regions(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch);
+uint64_t write_pages(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+
+// restore_state.cpp: kernel-held state. set_rlimits works from outside;
+// the others inject.
+void set_rlimits(pid_t pid, const image::ProcessImage& image);
+void set_mm_map(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+void set_sigactions(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+void set_task_state(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+void register_rseq(ptrace::Tracee& stub, ptrace::RemotePtr<void> insn, const image::ProcessImage& image);
+void set_registers(ptrace::Tracee& stub, const image::ProcessImage& image);
+
+}  // namespace roam::restore::detail

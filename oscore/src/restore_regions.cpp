@@ -1,0 +1,129 @@
+// map_regions and write_pages: the image's address space in the stub (see
+// restore_detail.hpp).
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "restore_detail.hpp"
+#include "roam/error.hpp"
+#include "roam/image_file.hpp"
+#include "roam/restore.hpp"
+
+namespace roam::restore::detail {
+namespace {
+
+using image::ImageVma;
+using image::VmaKind;
+using ptrace::RemoteSyscalls;
+using ptrace::ScratchMem;
+
+int prot_of(const image::Vma& v) {
+  int prot = 0;
+  if (v.prot & image::kProtRead) prot |= PROT_READ;
+  if (v.prot & image::kProtWrite) prot |= PROT_WRITE;
+  if (v.prot & image::kProtExec) prot |= PROT_EXEC;
+  return prot;
+}
+
+void refuse_unsupported(const ImageVma& iv) {
+  const image::Vma& v = iv.vma;
+  if (v.shared) {
+    throw RestoreError(fmt::format("region {:#x}-{:#x} ({}) is a shared mapping: only home can serve it", v.start,
+                                   v.end, v.path.empty() ? "anonymous" : v.path));
+  }
+  switch (v.kind) {
+    case VmaKind::sysv_shm:
+    case VmaKind::special_file:
+    case VmaKind::other_special:
+      throw RestoreError(fmt::format("region {:#x}-{:#x} ({}) cannot be recreated away from home", v.start, v.end,
+                                     v.path));
+    default:
+      break;
+  }
+}
+
+void map_anon(RemoteSyscalls& rs, const image::Vma& v) {
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED;
+  if (v.kind == VmaKind::stack || v.has(image::kVmGrowsDown)) flags |= MAP_GROWSDOWN;
+  rs.checked_syscall("mmap (anonymous region)", SYS_mmap, v.start, v.size(), prot_of(v), flags, -1, 0);
+}
+
+void map_file(RemoteSyscalls& rs, const image::Vma& v) {
+  std::string path = v.path;
+  path.push_back('\0');
+  long fd;
+  {
+    ScratchMem name(rs, std::as_bytes(std::span(path.data(), path.size())));
+    fd = static_cast<long>(
+        rs.checked_syscall("openat (mapped file)", SYS_openat, AT_FDCWD, name.get(), O_RDONLY | O_CLOEXEC, 0));
+  }
+  long rc = rs.syscall(SYS_mmap, v.start, v.size(), prot_of(v), MAP_PRIVATE | MAP_FIXED, fd, v.offset);
+  rs.syscall(SYS_close, fd);
+  if (rc < 0 && rc >= -4095) {
+    throw SysError(fmt::format("mmap of {} at {:#x} injected into stub {}", v.path, v.start, rs.tracee().tid()),
+                   static_cast<int>(-rc));
+  }
+}
+
+}  // namespace
+
+void map_regions(RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch) {
+  std::map<std::string, bool> same_file;  // libc is mapped five times: check it once
+  for (const ImageVma& iv : image.vmas) {
+    const image::Vma& v = iv.vma;
+    if (v.kernel_provided()) continue;
+    refuse_unsupported(iv);
+    ROAM_ASSERT(v.end <= scratch.start || v.start >= scratch.end,
+                fmt::format("restore scratch {:#x} overlaps region {:#x}-{:#x}", scratch.start, v.start, v.end));
+    if (v.kind == VmaKind::file && iv.file) {
+      auto it = same_file.find(v.path);
+      if (it == same_file.end()) it = same_file.emplace(v.path, image::matches(*iv.file, v.path)).first;
+      if (it->second) {
+        map_file(rs, v);
+        continue;
+      }
+      // The capture sent only written pages of a file it expected here.
+      throw RestoreError(fmt::format("{} here is not the file the image mapped at {:#x}", v.path, v.start));
+    }
+    map_anon(rs, v);
+  }
+}
+
+uint64_t write_pages(RemoteSyscalls& rs, const image::ProcessImage& image) {
+  ptrace::Tracee& stub = rs.tracee();
+  uint64_t bytes = 0;
+  for (const image::PageData& p : image.pages) {
+    ptrace::RemotePtr<void> at(p.addr);
+    try {
+      // /proc/PID/mem writes reach read-only pages on this kernel (the
+      // tracer forces them), so regions keep their final protection.
+      stub.write_mem(at, p.bytes);
+    } catch (const SysError&) {
+      // A kernel that does not force them (proc_mem.force_override): open
+      // the regions for writing for as long as it takes.
+      uint64_t end = p.addr + p.bytes.size();
+      std::vector<const image::Vma*> opened;
+      for (const ImageVma& iv : image.vmas) {
+        const image::Vma& v = iv.vma;
+        if (v.end <= p.addr || v.start >= end || (v.prot & image::kProtWrite)) continue;
+        rs.checked_syscall("mprotect (open for writing)", SYS_mprotect, v.start, v.size(),
+                           prot_of(v) | PROT_READ | PROT_WRITE);
+        opened.push_back(&v);
+      }
+      if (opened.empty()) throw;
+      stub.write_mem(at, p.bytes);
+      for (const image::Vma* v : opened)
+        rs.checked_syscall("mprotect (close)", SYS_mprotect, v->start, v->size(), prot_of(*v));
+    }
+    bytes += p.bytes.size();
+  }
+  return bytes;
+}
+
+}  // namespace roam::restore::detail
