@@ -1,0 +1,336 @@
+// The deputy/body split on one machine (roam/split.hpp): a real program
+// (tests/workloads/split_io) keeps its pid, parent, descriptors and exit
+// status at home while its body runs in a stub that owns no descriptor.
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "roam/error.hpp"
+#include "roam/fd.hpp"
+#include "roam/split.hpp"
+
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+std::string workload_path(const std::string& name) {
+  auto self = fs::read_symlink("/proc/self/exe");
+  return (self.parent_path() / ".." / "workloads" / name).string();
+}
+
+// A child of this test (so the test is the deputy's parent) with its stdin
+// and stdout on pipes the test holds.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv) {
+    int in[2], out[2];
+    roam::check_sys(::pipe2(in, O_CLOEXEC), "pipe2");
+    roam::check_sys(::pipe2(out, O_CLOEXEC), "pipe2");
+    roam::FileDesc in_read(in[0]), out_write(out[1]);
+    in_ = roam::FileDesc(in[1]);
+    out_ = roam::FileDesc(out[0]);
+    std::vector<char*> args;
+    for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(in_read.get(), 0);
+      ::dup2(out_write.get(), 1);
+      ::execv(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  ~Child() {
+    if (pid_ > 0 && ::kill(pid_, SIGKILL) == 0) ::waitpid(pid_, nullptr, 0);
+  }
+
+  pid_t pid() const { return pid_; }
+
+  void send(const std::string& text) {
+    ASSERT_EQ(::write(in_.get(), text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  }
+
+  // The next line on its stdout, or "" after `timeout`.
+  std::string line(std::chrono::milliseconds timeout = 20s) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+      auto nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string l = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return l;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left <= 0ms) return "";
+      pollfd pfd{out_.get(), POLLIN, 0};
+      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
+      char chunk[256];
+      ssize_t n = ::read(out_.get(), chunk, sizeof chunk);
+      if (n <= 0) return "";
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+  // waitpid with a deadline (through a pidfd); -1 when it did not end.
+  int wait_status(std::chrono::seconds timeout = 30s) {
+    roam::FileDesc pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+    pollfd pfd{pidfd.get(), POLLIN, 0};
+    if (::poll(&pfd, 1, static_cast<int>(std::chrono::milliseconds(timeout).count())) != 1) return -1;
+    int status = -1;
+    if (::waitpid(pid_, &status, 0) != pid_) return -1;
+    pid_ = -1;
+    return status;
+  }
+
+ private:
+  roam::FileDesc in_, out_;
+  std::string buf_;
+  pid_t pid_ = -1;
+};
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/roam_split_XXXXXX";
+    path_ = roam::check_sys(::mkdtemp(tmpl) ? 0 : -1, "mkdtemp") == 0 ? tmpl : "";
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void spit(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+std::vector<std::string> fds_of(pid_t pid) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec))
+    names.push_back(e.path().filename().string());
+  return names;
+}
+
+std::string status_field(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + ":", 0) == 0) return line.substr(key.size() + 1);
+  return "";
+}
+
+// Microseconds per getppid() answered by a seccomp user-notification
+// supervisor (as bench/baselines.cpp, same flags as the split's agent: no
+// pinning, SYNC_WAKE_UP when `sync_wake_up`). The listener travels by
+// pidfd_getfd.
+double notification_round_trip_us(int iters, bool sync_wake_up) {
+  int ctl[2], timing[2];
+  roam::check_sys(::pipe2(ctl, O_CLOEXEC), "pipe2");
+  roam::check_sys(::pipe2(timing, O_CLOEXEC), "pipe2");
+  roam::FileDesc ctl_read(ctl[0]), ctl_write(ctl[1]), timing_read(timing[0]), timing_write(timing[1]);
+  int go[2];
+  roam::check_sys(::pipe2(go, O_CLOEXEC), "pipe2");
+  roam::FileDesc go_read(go[0]), go_write(go[1]);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getppid, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    sock_fprog prog{sizeof filter / sizeof filter[0], filter};
+    int listener =
+        static_cast<int>(::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog));
+    if (listener < 0 || ::write(ctl_write.get(), &listener, sizeof listener) != sizeof listener) ::_exit(2);
+    char c;
+    if (::read(go_read.get(), &c, 1) != 1) ::_exit(3);
+    auto t = Clock::now();
+    for (int i = 0; i < iters; ++i)
+      if (::syscall(SYS_getppid) != 4242) ::_exit(4);
+    double us = std::chrono::duration<double, std::micro>(Clock::now() - t).count() / iters;
+    if (::write(timing_write.get(), &us, sizeof us) != sizeof us) ::_exit(5);
+    ::_exit(0);
+  }
+  int child_fd = -1;
+  if (::read(ctl_read.get(), &child_fd, sizeof child_fd) != sizeof child_fd) return -1;
+  roam::FileDesc pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child, 0)));
+  roam::FileDesc listener(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), child_fd, 0)));
+  if (!listener) return -1;
+  if (sync_wake_up) ::ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
+  if (::write(go_write.get(), "g", 1) != 1) return -1;
+  for (int i = 0; i < iters; ++i) {
+    seccomp_notif req{};
+    if (::ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) break;
+    seccomp_notif_resp resp{};
+    resp.id = req.id;
+    resp.val = 4242;
+    ::ioctl(listener.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp);
+  }
+  double us = -1;
+  if (::read(timing_read.get(), &us, sizeof us) != sizeof us) us = -1;
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? us : -1;
+}
+
+TEST(Split, BodyRunsWithDeputysDescriptorsIdentityAndExitStatus) {
+  double baseline_sync = notification_round_trip_us(20000, true);
+  double baseline_plain = notification_round_trip_us(20000, false);
+
+  TempDir dir;
+  spit(dir.file("append.log"), "head\n");
+  spit(dir.file("other.txt"), "hello from home\n");
+  Child c({workload_path("split_io"), dir.file("append.log"), dir.file("other.txt")});
+  std::string ready = c.line();
+  ASSERT_EQ(ready, "READY " + std::to_string(c.pid()));
+  std::vector<std::string> deputy_fds = fds_of(c.pid());
+
+  roam::split::SplitOutcome outcome;
+  pid_t body = -1;
+  {
+    roam::split::Split split(c.pid());
+    const roam::split::SplitSetup& s = split.setup();
+    body = s.body;
+    EXPECT_EQ(s.deputy, c.pid());
+    EXPECT_NE(body, c.pid());
+    // The stub had no descriptor but the listener, which left with the agent.
+    EXPECT_EQ(s.body_fds_with_listener.size(), 1u);
+    EXPECT_TRUE(s.body_fds_after_setup.empty());
+    EXPECT_TRUE(fds_of(body).empty());
+
+    ASSERT_EQ(::kill(body, SIGUSR1), 0);  // signals to the home pid are not forwarded yet
+    EXPECT_EQ(c.line(), "offset " + std::to_string(std::string("head\n").size() + 5 * 7));
+    EXPECT_EQ(c.line(), "sizes " + std::to_string(std::string("head\n").size() + 5 * 7) + " " +
+                            std::to_string(std::string("hello from home\n").size()));
+    EXPECT_EQ(c.line(), "pid " + std::to_string(c.pid()));
+    EXPECT_EQ(c.line(), "ppid " + std::to_string(::getpid()) + " uid " + std::to_string(::getuid()));
+    c.send("ping\n");
+    EXPECT_EQ(c.line(), "stdin ping");
+    EXPECT_EQ(c.line(), "other hello from home");
+    EXPECT_EQ(fds_of(c.pid()), deputy_fds);  // the open and close ran in the deputy and left it as it was
+    std::string timing = c.line();
+    outcome = split.wait();
+    for (const std::string& l : outcome.log) std::printf("agent: %s\n", l.c_str());
+    for (const auto& [name, n] : outcome.served) std::printf("served %-12s %u\n", name.c_str(), n);
+    EXPECT_EQ(outcome.error, "");
+    EXPECT_TRUE(outcome.deputy_replayed);
+    EXPECT_TRUE(WIFEXITED(outcome.body_status) && WEXITSTATUS(outcome.body_status) == 3)
+        << "body status " << outcome.body_status;
+
+    double forwarded = -1, virtual_getpid = -1;
+    EXPECT_EQ(std::sscanf(timing.c_str(), "write_us %lf getpid_us %lf", &forwarded, &virtual_getpid), 2) << timing;
+    std::printf("forwarded 1-byte write to /dev/null (body -> agent, deputy's fd), %s: %.2f us\n",
+                s.sync_wake_up ? "SYNC_WAKE_UP" : "no SYNC_WAKE_UP", forwarded);
+    std::printf("virtual getpid() answered by the agent: %.2f us\n", virtual_getpid);
+    std::printf("seccomp notification round trip baseline: %.2f us with SYNC_WAKE_UP, %.2f us without\n",
+                baseline_sync, baseline_plain);
+    if (baseline_sync > 0 && forwarded > 0)
+      std::printf("ratio forwarded write / baseline (SYNC_WAKE_UP): %.2f; virtual getpid / baseline: %.2f\n",
+                  forwarded / baseline_sync, virtual_getpid / baseline_sync);
+  }
+  int status = c.wait_status();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << "deputy status " << status;
+  EXPECT_EQ(::kill(body, 0), -1);  // the body is gone (reaped by the agent)
+  EXPECT_EQ(slurp(dir.file("append.log")), "head\nline 0\nline 1\nline 2\nline 3\nline 4\n");
+}
+
+TEST(Split, BodyOwnsNothingAndItsSignalDeathIsReplayedByTheDeputy) {
+  TempDir dir;
+  spit(dir.file("other.txt"), "x\n");
+  Child c({workload_path("split_io"), dir.file("append.log"), dir.file("other.txt")});
+  ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+  {
+    roam::split::Split split(c.pid());
+    pid_t body = split.setup().body;
+    EXPECT_TRUE(fds_of(body).empty());
+    EXPECT_EQ(status_field(body, "NoNewPrivs"), "\t1");
+    EXPECT_EQ(status_field(body, "Seccomp"), "\t2");
+    EXPECT_EQ(status_field(c.pid(), "State").substr(0, 3), "\tt ");  // the deputy is held frozen
+    ASSERT_EQ(::kill(body, SIGTERM), 0);
+    roam::split::SplitOutcome outcome = split.wait();
+    EXPECT_EQ(outcome.error, "");
+    EXPECT_TRUE(WIFSIGNALED(outcome.body_status) && WTERMSIG(outcome.body_status) == SIGTERM)
+        << "body status " << outcome.body_status;
+  }
+  int status = c.wait_status();
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "deputy status " << status;
+}
+
+TEST(Split, CallThatMustGoHomeKillsBodyAndDeputyWithAClearError) {
+  TempDir dir;
+  spit(dir.file("other.txt"), "x\n");
+  Child c({workload_path("split_io"), dir.file("append.log"), dir.file("other.txt"), "fork"});
+  ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+  {
+    roam::split::Split split(c.pid());
+    ASSERT_EQ(::kill(split.setup().body, SIGUSR1), 0);
+    roam::split::SplitOutcome outcome = split.wait();
+    EXPECT_NE(outcome.error.find("clone"), std::string::npos) << outcome.error;
+    EXPECT_NE(outcome.error.find("go home"), std::string::npos) << outcome.error;
+    EXPECT_TRUE(WIFSIGNALED(outcome.body_status) && WTERMSIG(outcome.body_status) == SIGKILL);
+  }
+  int status = c.wait_status();
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "deputy status " << status;
+}
+
+// A test that fails before the body's stdin line arrives must not hang: the
+// agent, blocked on the deputy's stdin for the body, lets go when the body dies.
+TEST(Split, AgentBlockedOnADeputyReadLetsGoWhenTheBodyDies) {
+  TempDir dir;
+  spit(dir.file("other.txt"), "x\n");
+  Child c({workload_path("split_io"), dir.file("append.log"), dir.file("other.txt")});
+  ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+  {
+    roam::split::Split split(c.pid());
+    ASSERT_EQ(::kill(split.setup().body, SIGUSR1), 0);
+    EXPECT_EQ(c.line().rfind("offset", 0), 0u);
+    EXPECT_EQ(c.line().rfind("sizes", 0), 0u);
+    EXPECT_EQ(c.line().rfind("pid", 0), 0u);
+    EXPECT_EQ(c.line().rfind("ppid", 0), 0u);
+    // No stdin line: the Split's destructor kills the body.
+  }
+  int status = c.wait_status();
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "deputy status " << status;
+}
+
+}  // namespace
