@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -18,6 +19,7 @@
 #include <fmt/core.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -59,6 +61,9 @@ using ptrace::Tracee;
 namespace {
 
 constexpr std::size_t kMaxIo = std::size_t{1} << 20;  // one forwarded transfer at most
+// How often the agent looks for signals queued at the frozen deputy while
+// nothing else wakes it (see forward_deputy_signals).
+constexpr int kSignalPollMs = 1;
 
 // struct sock_fprog with the filter pointer as an address in the body.
 struct RemoteFprog {
@@ -207,6 +212,11 @@ class SplitAgent {
     while (::waitpid(body_, &status, __WALL) < 0 && errno == EINTR) {
     }
     outcome_.body_status = status;
+    if (!deputy_dead_ && !deputy_->alive()) deputy_gone();
+    if (deputy_dead_) {
+      cache_.clear();
+      return;
+    }
     try {
       replay_death(status);
       outcome_.deputy_replayed = true;
@@ -243,11 +253,26 @@ class SplitAgent {
 
   void serve() {
     for (;;) {
-      pollfd p{listener_.get(), POLLIN, 0};
-      int n = ::poll(&p, 1, -1);
+      pollfd p[2] = {{listener_.get(), POLLIN, 0}, {deputy_dead_ ? -1 : deputy_pidfd_.get(), POLLIN, 0}};
+      int n = ::poll(p, 2, deputy_dead_ ? -1 : kSignalPollMs);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) break;
-      if ((p.revents & POLLIN) == 0) break;  // POLLHUP: the body is gone
+      if (p[1].revents != 0) {
+        deputy_gone();
+        continue;
+      }
+      // Idle, and at most every kSignalPollMs between notified calls (two
+      // PTRACE_PEEKSIGINFO cost about 2 us, as much as a quarter of a
+      // forwarded call). wait_readable looks on every wake-up, so a signal
+      // sent home before the data a forwarded read waits for reaches the
+      // body before that read returns.
+      auto now = std::chrono::steady_clock::now();
+      if (n == 0 || now >= next_signal_check_) {
+        forward_deputy_signals();
+        next_signal_check_ = now + std::chrono::milliseconds(kSignalPollMs);
+      }
+      if (n == 0) continue;
+      if ((p[0].revents & POLLIN) == 0) break;  // POLLHUP: the body is gone
       seccomp_notif req{};
       if (::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) {
         if (errno == EINTR || errno == ENOENT) continue;
@@ -260,14 +285,114 @@ class SplitAgent {
         resp.val = a.val;
         resp.error = a.error;
         resp.flags = a.cont ? SECCOMP_USER_NOTIF_FLAG_CONTINUE : 0;
+      } catch (const ptrace::TraceeDied& e) {
+        if (e.tid() == deputy_pid_) {
+          deputy_gone();  // killed while we injected a call into it: no call of the body's failed
+        } else {
+          fatal(e);
+        }
+        continue;
       } catch (const std::exception& e) {
-        if (outcome_.error.empty()) outcome_.error = e.what();
-        outcome_.log.push_back(fmt::format("fatal: {}", e.what()));
-        ::kill(body_, SIGKILL);  // the deputy follows when its death is replayed
+        fatal(e);
         continue;
       }
       ::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp);  // ENOENT: the body went meanwhile
     }
+  }
+
+  void fatal(const std::exception& e) {
+    if (outcome_.error.empty()) outcome_.error = e.what();
+    outcome_.log.push_back(fmt::format("fatal: {}", e.what()));
+    ::kill(body_, SIGKILL);  // the deputy follows when its death is replayed
+    if (!deputy_->alive()) deputy_gone();
+  }
+
+  // Signals sent to the home pid. The deputy sits in a ptrace interrupt-stop,
+  // where a new signal only becomes pending: the kernel wakes a TASK_TRACED
+  // task for SIGKILL alone, and reports nothing to the tracer (no wait
+  // event, no pidfd event) until the tracee runs. So the agent looks at the
+  // deputy's queues with PTRACE_PEEKSIGINFO (one cheap call each, nothing
+  // dequeued) every kSignalPollMs, idle or busy, and whenever a forwarded
+  // read's wait wakes up.
+  // For each one queued it lets the deputy go with every signal unblocked:
+  // the kernel dequeues it at once into a signal-delivery-stop (our trap
+  // comes first only once requested), where we take its siginfo; then
+  // PTRACE_INTERRUPT + PTRACE_CONT with no signal drops it and leaves the
+  // deputy in an interrupt-stop again before any user instruction. The
+  // siginfo goes to the body with rt_tgsigqueueinfo.
+  void forward_deputy_signals() {
+    if (deputy_dead_ || deputy_ == nullptr || !deputy_->alive()) return;
+    try {
+      // A SIGCONT queued at a seized tracee also asks for a trap
+      // (JOBCTL_TRAP_NOTIFY), which then comes before the signal: an
+      // interrupt-stop instead of a delivery-stop; the signal is taken on
+      // the next round. The bound keeps a surprise from spinning forever.
+      for (int round = 0; round < 4096 && deputy_has_pending(); ++round) {
+        Tracee& d = *deputy_;
+        uint64_t mask = d.signal_mask();
+        d.set_signal_mask(0);
+        d.resume_as(ptrace::Resume::cont, 0);
+        ptrace::Stop s = d.wait_stop();
+        std::optional<siginfo_t> info;
+        if (s.kind == ptrace::StopKind::signal_delivery) info = d.siginfo();
+        d.reinterrupt();  // from a signal-delivery-stop: the signal is dropped
+        d.set_signal_mask(mask);
+        if (info) {
+          forward_to_body(*info);
+        } else if (s.kind != ptrace::StopKind::interrupt) {
+          outcome_.log.push_back(fmt::format("deputy: stop {} instead of a pending signal",
+                                             static_cast<int>(s.kind)));
+        }
+      }
+    } catch (const ptrace::TraceeDied&) {
+      deputy_gone();
+    } catch (const std::exception& e) {
+      fatal(e);  // the deputy's state is unknown: the body must not run on
+    }
+  }
+
+  bool deputy_has_pending() {
+    for (uint32_t flags : {0u, static_cast<uint32_t>(PTRACE_PEEKSIGINFO_SHARED)}) {
+      __ptrace_peeksiginfo_args a{0, flags, 1};
+      siginfo_t si{};
+      if (::ptrace(PTRACE_PEEKSIGINFO, deputy_pid_, &a, &si) > 0) return true;
+    }
+    return false;
+  }
+
+  // The kernel takes a queued siginfo from another process only with a
+  // negative si_code other than SI_TKILL: kill()'s SI_USER, tkill's SI_TKILL
+  // and kernel codes arrive as SI_QUEUE, with si_pid, si_uid (and the rest)
+  // as the sender left them.
+  void forward_to_body(siginfo_t info) {
+    if (info.si_code >= 0 || info.si_code == SI_TKILL) info.si_code = SI_QUEUE;
+    if (::syscall(SYS_rt_tgsigqueueinfo, body_, body_, info.si_signo, &info) != 0 && errno != ESRCH)
+      outcome_.log.push_back(
+          fmt::format("forwarding signal {} to the body failed: {}", info.si_signo, std::strerror(errno)));
+    ++outcome_.signals_forwarded;
+  }
+
+  // The deputy died on its own (SIGKILL: it cannot be caught): the body must
+  // not run on without it. The agent collects the death (in this slice the
+  // agent is a thread of the deputy's parent, which is then its parent too).
+  void deputy_gone() {
+    if (deputy_dead_) return;
+    deputy_dead_ = true;
+    int status = -1;
+    if (deputy_->death_status()) {
+      status = *deputy_->death_status();
+    } else {
+      try {
+        deputy_->signal_mask();  // ESRCH: collects the death
+      } catch (const ptrace::TraceeDied& e) {
+        status = e.wait_status();
+      } catch (const std::exception& e) {
+        outcome_.log.push_back(fmt::format("collecting the deputy's death: {}", e.what()));
+      }
+    }
+    outcome_.deputy_status = status;
+    outcome_.log.push_back(fmt::format("deputy {} died (status {:#x}): body {} killed", deputy_pid_, status, body_));
+    ::kill(body_, SIGKILL);
   }
 
   Answer answer(const seccomp_notif& req) {
@@ -424,13 +549,14 @@ class SplitAgent {
   // Waits until a read on `fd` will not block, unless the body dies first
   // (then the agent must not stay blocked on the deputy's descriptor).
   bool wait_readable(int fd) {
-    pollfd p[2] = {{fd, POLLIN, 0}, {body_pidfd_.get(), POLLIN, 0}};
+    pollfd p[3] = {{fd, POLLIN, 0}, {body_pidfd_.get(), POLLIN, 0}, {deputy_pidfd_.get(), POLLIN, 0}};
     for (;;) {
-      int n = ::poll(p, 2, -1);
+      int n = ::poll(p, 3, kSignalPollMs);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) return true;  // let the read itself report it
+      if (p[1].revents != 0 || p[2].revents != 0) return false;
+      forward_deputy_signals();
       if (p[0].revents != 0) return true;
-      if (p[1].revents != 0) return false;
     }
   }
 
@@ -506,6 +632,8 @@ class SplitAgent {
   Identity id_;
   FileDesc deputy_pidfd_, body_pidfd_, listener_;
   Tracee* deputy_ = nullptr;
+  bool deputy_dead_ = false;
+  std::chrono::steady_clock::time_point next_signal_check_{};
   std::unordered_map<int, FileDesc> cache_;  // deputy fd number -> our copy
   std::promise<SplitSetup> ready_;
   SplitSetup setup_;

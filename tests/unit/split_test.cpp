@@ -10,8 +10,10 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdio>
@@ -20,6 +22,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -331,6 +334,172 @@ TEST(Split, AgentBlockedOnADeputyReadLetsGoWhenTheBodyDies) {
   }
   int status = c.wait_status();
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "deputy status " << status;
+}
+
+long long monotonic_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<long long>(ts.tv_sec) * 1000000000LL + ts.tv_nsec;
+}
+
+// Waits until the State of /proc/PID/status starts (or no longer starts,
+// when `is` is false) with `state`.
+bool state_becomes(pid_t pid, char state, bool is, std::chrono::seconds timeout = 5s) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    std::string s = status_field(pid, "State");
+    if (s.size() > 1 && (s[1] == state) == is) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
+// The issue: a signal sent to the home pid (kill, sigqueue, ^C) reaches the
+// body and its handler runs there.
+TEST(Split, SignalsToTheHomePidRunTheirHandlersInTheBody) {
+  TempDir dir;
+  spit(dir.file("other.txt"), "x\n");
+  Child c({workload_path("split_io"), dir.file("append.log"), dir.file("other.txt"), "signals"});
+  ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+  roam::split::SplitOutcome outcome;
+  {
+    roam::split::Split split(c.pid());
+    pid_t body = split.setup().body;
+    ASSERT_EQ(::kill(c.pid(), SIGUSR1), 0);  // to the home pid: the body goes
+    ASSERT_EQ(c.line(), "armed");
+
+    constexpr int kRt = 50, kStd = 10;
+    int sum = 0;
+    for (int i = 1; i <= kRt; ++i) {
+      ASSERT_EQ(::sigqueue(c.pid(), SIGRTMIN, sigval{.sival_int = i}), 0);
+      sum += i;
+    }
+    for (int i = 0; i < kStd; ++i) {
+      ASSERT_EQ(::kill(c.pid(), SIGINT), 0);
+      ASSERT_EQ(::kill(c.pid(), SIGUSR2), 0);
+    }
+    c.send("count\n");
+    int usr2 = -1, sigint = -1, rt = -1, rt_sum = -1, pid = -1, uid = -1, code = 1;
+    std::string counts = c.line();
+    ASSERT_EQ(std::sscanf(counts.c_str(), "usr2 %d int %d rt %d sum %d pid %d uid %d code %d", &usr2, &sigint, &rt,
+                          &rt_sum, &pid, &uid, &code),
+              7)
+        << counts;
+    std::printf("body saw: %s\n", counts.c_str());
+    EXPECT_EQ(rt, kRt);  // realtime signals do not coalesce: every one arrived
+    EXPECT_EQ(rt_sum, sum);
+    EXPECT_GE(usr2, 1);
+    EXPECT_LE(usr2, kStd);
+    EXPECT_GE(sigint, 1);
+    EXPECT_LE(sigint, kStd);
+    EXPECT_EQ(pid, ::getpid());  // the sender, as the deputy got it
+    EXPECT_EQ(uid, static_cast<int>(::getuid()));
+    EXPECT_EQ(code, SI_QUEUE);   // kill()'s SI_USER cannot be queued from another process
+
+    // Latency from kill(home pid) to the body's handler, the body asleep in
+    // sigsuspend ("wait") or spinning ("spin").
+    constexpr int kRounds = 30;
+    for (const char* how : {"wait", "spin"}) {
+      double total = 0, worst = 0, best = 1e18;
+      for (int i = 0; i < kRounds; ++i) {
+        c.send(std::string(how) + "\n");
+        ASSERT_EQ(c.line(), std::string(how) == "wait" ? "waiting" : "spinning");
+        // A pause of no relation to the agent's 1 ms poll period.
+        std::this_thread::sleep_for(std::chrono::microseconds(1500 + (i * 337) % 1000));
+        long long t0 = monotonic_ns();
+        ASSERT_EQ(::kill(c.pid(), SIGRTMIN + 1), 0);
+        long long t1 = -1;
+        std::string t = c.line();
+        ASSERT_EQ(std::sscanf(t.c_str(), "t %lld", &t1), 1) << t;
+        ASSERT_GT(t1, 0) << "the handler did not run";
+        double us = static_cast<double>(t1 - t0) / 1e3;
+        total += us;
+        worst = std::max(worst, us);
+        best = std::min(best, us);
+      }
+      std::printf("kill(home pid) -> handler in the body (%s): %.1f us average over %d (min %.1f, max %.1f)\n",
+                  std::string(how) == "wait" ? "body asleep in sigsuspend" : "body spinning", total / kRounds,
+                  kRounds, best, worst);
+    }
+
+    // SIGSTOP and SIGCONT to the home pid stop and continue the body.
+    c.send("spin\n");
+    ASSERT_EQ(c.line(), "spinning");
+    ASSERT_EQ(::kill(c.pid(), SIGSTOP), 0);
+    EXPECT_TRUE(state_becomes(body, 'T', true)) << status_field(body, "State");
+    EXPECT_EQ(status_field(c.pid(), "State").substr(0, 3), "\tt ");  // the deputy stays frozen
+    ASSERT_EQ(::kill(c.pid(), SIGCONT), 0);
+    EXPECT_TRUE(state_becomes(body, 'T', false)) << status_field(body, "State");
+    ASSERT_EQ(::kill(c.pid(), SIGRTMIN + 1), 0);
+    EXPECT_EQ(c.line().rfind("t ", 0), 0u);
+
+    c.send("exit\n");
+    outcome = split.wait();
+    for (const std::string& l : outcome.log) std::printf("agent: %s\n", l.c_str());
+    EXPECT_EQ(outcome.error, "");
+    EXPECT_TRUE(outcome.deputy_replayed);
+    EXPECT_GE(outcome.signals_forwarded, static_cast<unsigned>(kRt + 2 + 2 * kRounds + 4));
+    EXPECT_TRUE(WIFEXITED(outcome.body_status) && WEXITSTATUS(outcome.body_status) == 3)
+        << "body status " << outcome.body_status;
+  }
+  int status = c.wait_status();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << "deputy status " << status;
+}
+
+// SIGTERM with its default action, sent home while the body waits on a
+// forwarded read: the body dies of it and the deputy's parent sees the same.
+TEST(Split, DefaultSigtermToTheHomePidKillsBodyAndDeputy) {
+  TempDir dir;
+  spit(dir.file("other.txt"), "x\n");
+  Child c({workload_path("split_io"), dir.file("append.log"), dir.file("other.txt")});
+  ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+  {
+    roam::split::Split split(c.pid());
+    ASSERT_EQ(::kill(c.pid(), SIGUSR1), 0);
+    EXPECT_EQ(c.line().rfind("offset", 0), 0u);
+    EXPECT_EQ(c.line().rfind("sizes", 0), 0u);
+    EXPECT_EQ(c.line().rfind("pid", 0), 0u);
+    EXPECT_EQ(c.line().rfind("ppid", 0), 0u);
+    ASSERT_EQ(::kill(c.pid(), SIGTERM), 0);
+    roam::split::SplitOutcome outcome = split.wait();
+    EXPECT_EQ(outcome.error, "");
+    EXPECT_TRUE(outcome.deputy_replayed);
+    EXPECT_TRUE(WIFSIGNALED(outcome.body_status) && WTERMSIG(outcome.body_status) == SIGTERM)
+        << "body status " << outcome.body_status;
+  }
+  int status = c.wait_status();
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << "deputy status " << status;
+}
+
+// SIGKILL cannot be taken off the deputy: it dies, and the body with it.
+TEST(Split, SigkillToTheDeputyKillsTheBody) {
+  TempDir dir;
+  spit(dir.file("other.txt"), "x\n");
+  Child c({workload_path("split_io"), dir.file("append.log"), dir.file("other.txt")});
+  ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+  pid_t body = -1;
+  {
+    roam::split::Split split(c.pid());
+    body = split.setup().body;
+    ASSERT_EQ(::kill(c.pid(), SIGUSR1), 0);
+    EXPECT_EQ(c.line().rfind("offset", 0), 0u);
+    ASSERT_EQ(::kill(c.pid(), SIGKILL), 0);
+    auto t0 = Clock::now();
+    roam::split::SplitOutcome outcome = split.wait();
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    std::printf("SIGKILL to the deputy -> body reaped: %.2f ms\n", ms);
+    for (const std::string& l : outcome.log) std::printf("agent: %s\n", l.c_str());
+    EXPECT_LT(ms, 5000.0);
+    EXPECT_EQ(outcome.error, "");
+    EXPECT_FALSE(outcome.deputy_replayed);
+    EXPECT_TRUE(WIFSIGNALED(outcome.deputy_status) && WTERMSIG(outcome.deputy_status) == SIGKILL)
+        << "deputy status " << outcome.deputy_status;
+    EXPECT_TRUE(WIFSIGNALED(outcome.body_status) && WTERMSIG(outcome.body_status) == SIGKILL)
+        << "body status " << outcome.body_status;
+  }
+  EXPECT_EQ(::kill(body, 0), -1);
+  // The agent, a thread of the deputy's parent here, collected its death.
+  EXPECT_EQ(::kill(c.pid(), 0), -1);
 }
 
 }  // namespace

@@ -1,8 +1,8 @@
 // The deputy/body split on one machine (DESIGN.md "The split", first slice).
 //
 //   Split s(pid);            // pid: a running process, a child of the caller
-//   kill(s.setup().body, SIGUSR1);   // signals to the home pid are not yet
-//                                    // forwarded: reach the body directly
+//   kill(pid, SIGUSR1);              // a signal to the home pid: its handler
+//                                    // runs in the body
 //   SplitOutcome o = s.wait();       // the body ended; the deputy replayed it
 //   waitpid(pid, ...)                // the parent sees the body's status
 //
@@ -21,8 +21,24 @@
 //     the same way (exit_group(code), or the same signal).
 // Anything else (home, unknown, forwarded calls not listed above) kills body
 // and deputy and is reported in SplitOutcome::error; the real design takes the
-// process home instead. Not yet: signals sent to the home pid (the deputy
-// holds them), threads, a blocked forwarded read interrupted by a signal.
+// process home instead.
+//
+// Signals sent to the home pid (kill, sigqueue, ^C) are taken off the frozen
+// deputy (which never runs a handler) and queued to the body with
+// rt_tgsigqueueinfo; the agent finds them by PTRACE_PEEKSIGINFO before each
+// notified call and every millisecond while idle (no kernel event exists for
+// a signal queued to a task in a ptrace-stop). The body's handler sees the
+// sender's si_pid, si_uid and si_value, but si_code SI_QUEUE where the
+// sender's was SI_USER, SI_TKILL or a kernel code (the kernel accepts no
+// other from another process). A default action happens in the body, and
+// the deputy replays the death. SIGSTOP/SIGCONT stop and continue the body
+// (a group stop of the body; the deputy stays in its ptrace-stop, so the
+// home parent's waitpid(WUNTRACED) sees no stop). SIGKILL kills the deputy
+// at once: the agent then kills the body and reports the deputy's status
+// (SplitOutcome::deputy_status). Not yet: threads; a body blocked in a
+// forwarded call (a read on a pipe) runs its handler only once the call
+// completes (the notification wait is killable only), so SA_RESTART and
+// EINTR semantics of such calls are not reproduced.
 #pragma once
 
 #include <sys/types.h>
@@ -48,6 +64,8 @@ struct SplitOutcome {
   std::string error;      // empty when every notified call was served
   std::map<std::string, unsigned> served;  // notified calls by name
   std::vector<std::string> log;            // unusual events, one line each
+  unsigned signals_forwarded = 0;          // sent to the home pid, passed to the body
+  int deputy_status = -1;  // when the deputy died on its own (SIGKILL): its wait status
 };
 
 class SplitAgent;
