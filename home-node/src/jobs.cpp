@@ -115,6 +115,17 @@ std::vector<JobProcess> JobTracker::processes() const {
   return out;
 }
 
+size_t JobTracker::count() const {
+  size_t n = 0;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(jobs_dir_, ec)) {
+    if (e.path().filename().string().rfind("job-", 0) != 0) continue;
+    std::ifstream procs(e.path() / "cgroup.procs");
+    for (pid_t pid; procs >> pid;) ++n;
+  }
+  return n;
+}
+
 size_t JobTracker::sweep() {
   size_t removed = 0;
   std::error_code ec;

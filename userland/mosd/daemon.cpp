@@ -215,7 +215,7 @@ void Daemon::schedule_sampling() {
 void Daemon::sample() {
   meter_.sample(count_runnable_tasks(), usable_cpus());
   if (jobs_) {
-    proc_count_ = static_cast<uint32_t>(jobs_->processes().size());
+    proc_count_ = static_cast<uint32_t>(jobs_->count());
     jobs_->sweep();
   }
   auto mem = memory_info();

@@ -32,6 +32,9 @@ class JobTracker {
   // Puts pid into a new job cgroup; returns the job id. Throws SysError.
   uint64_t add(pid_t pid);
   std::vector<JobProcess> processes() const;
+  // How many processes the jobs hold (cgroup.procs only: cheap enough for
+  // every load sample).
+  size_t count() const;
   // Removes job cgroups that no process uses any more; returns how many.
   size_t sweep();
 
