@@ -27,15 +27,10 @@
 #include <thread>
 #include <vector>
 
+#include "roam/seccomp_compat.hpp"
 #include "roam/error.hpp"
 #include "roam/fd.hpp"
 
-#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
-#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
-#endif
-#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
-#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
-#endif
 
 using namespace roam;
 using Clock = std::chrono::steady_clock;

@@ -13,11 +13,9 @@
 #include <fmt/format.h>
 
 #include "roam/error.hpp"
+#include "roam/seccomp_compat.hpp"
 #include "roam/syscalls.hpp"
 
-#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5)
-#endif
 
 namespace roam {
 namespace {

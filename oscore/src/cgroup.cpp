@@ -115,6 +115,7 @@ Mounts parse_mountinfo(std::string_view text) {
     } else if (fstype == "cgroup") {
       m.all.push_back(mountpoint);
       if (has_word(superopts, "cpuset", ',') && preferred(mountpoint, m.cpuset_v1)) m.cpuset_v1 = mountpoint;
+      if (has_word(superopts, "memory", ',') && preferred(mountpoint, m.memory_v1)) m.memory_v1 = mountpoint;
     }
   }
   return m;

@@ -1,5 +1,7 @@
 #include "roam/sysinfo.hpp"
 
+#include "roam/cgroup.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -89,7 +91,10 @@ MemoryInfo memory_info() {
     if (key == "MemTotal:") m.total = kb * 1024;
     if (key == "MemAvailable:") m.free = kb * 1024;
   }
-  // Narrow by the memory cgroup limits on the path from our cgroup to the root.
+  // Narrow by the memory cgroup limits on the path from our cgroup to the
+  // root. The hierarchies are found once from mountinfo (they do not move
+  // under a running daemon), not guessed from paths.
+  static const cgroup::Mounts mounts = cgroup::find_mounts();
   std::ifstream cg("/proc/self/cgroup");
   std::string line;
   while (std::getline(cg, line)) {
@@ -98,13 +103,12 @@ MemoryInfo memory_info() {
     if (c1 == std::string::npos || c2 == std::string::npos) continue;
     std::string ctrls = line.substr(c1 + 1, c2 - c1 - 1), path = line.substr(c2 + 1);
     std::string base, limit_file, usage_file;
-    if (ctrls.empty()) {
-      base = "/sys/fs/cgroup";
-      if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0) base = "/sys/fs/cgroup/unified";
+    if (ctrls.empty() && !mounts.unified.empty()) {
+      base = mounts.unified.string();
       limit_file = "memory.max";
       usage_file = "memory.current";
-    } else if (("," + ctrls + ",").find(",memory,") != std::string::npos) {
-      base = "/sys/fs/cgroup/memory";
+    } else if (("," + ctrls + ",").find(",memory,") != std::string::npos && !mounts.memory_v1.empty()) {
+      base = mounts.memory_v1.string();
       limit_file = "memory.limit_in_bytes";
       usage_file = "memory.usage_in_bytes";
     } else {

@@ -27,16 +27,11 @@
 
 #include <gtest/gtest.h>
 
+#include "roam/seccomp_compat.hpp"
 #include "roam/error.hpp"
 #include "roam/fd.hpp"
 #include "roam/split.hpp"
 
-#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
-#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
-#endif
-#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
-#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
-#endif
 
 namespace {
 

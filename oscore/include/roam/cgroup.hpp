@@ -19,6 +19,7 @@ namespace roam::cgroup {
 struct Mounts {
   std::filesystem::path unified;     // the cgroup2 mount; empty when there is none
   std::filesystem::path cpuset_v1;   // the v1 hierarchy carrying cpuset; empty when none
+  std::filesystem::path memory_v1;   // the v1 hierarchy carrying memory; empty when none
   std::vector<std::filesystem::path> all;  // every cgroup and cgroup2 mount, for leftover scans
 };
 
