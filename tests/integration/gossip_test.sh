@@ -24,8 +24,10 @@ all_see_all_body() {
     json_get $i "all(n['total_mem'] > 0 and n['free_mem'] > 0 and n['ncpus'] >= 1 for n in s['nodes'])" >ok.txt
     atf_check -o "inline:True\n" cat ok.txt
     # Information is fresh: every entry younger than the down threshold.
-    json_get $i "max(n['age_ms'] for n in s['nodes']) < s['down_after_steps'] * s['step_ms']" >fresh.txt
-    atf_check -o "inline:True\n" cat fresh.txt
+    # (Ages are random; "fresh" means all entries under the threshold at one
+    # of the samples, not at every instant.)
+    fresh() { [ "$(json_get $i "max(n['age_ms'] for n in s['nodes']) < s['down_after_steps'] * s['step_ms']")" = True ]; }
+    retry 50 0.2 fresh || atf_fail "node$i holds information older than the down threshold"
   done
   # Gossip carries load: make node2 busy and watch node1 see it rise.
   on_node 2 sh -c 'for k in 1 2 3 4; do (while :; do :; done) & done; sleep 60' >/dev/null 2>&1 &
@@ -45,16 +47,20 @@ ages_out_and_returns_head() {
 }
 ages_out_and_returns_body() {
   roam_init
-  cluster_up 3 --set gossip.down_after_steps=5
+  cluster_up 3 --set gossip.down_after_steps=10
   retry 100 0.2 all_up_at 1 3 || atf_fail "node1 does not see all nodes up"
   atf_check -o ignore -e ignore mosctl cluster stop node3
   down_at() { [ "$(node_state "$1" 3)" = down ]; }
   retry 100 0.2 down_at 1 || atf_fail "node1 never marked the stopped node3 down"
   retry 100 0.2 down_at 2 || atf_fail "node2 never marked the stopped node3 down"
   age=$(json_get 1 "next(n['age_ms'] for n in s['nodes'] if n['node']==3)")
-  [ "$age" -ge 1000 ] || atf_fail "node3 is down with an age of only $age ms (threshold 5 x 200 ms)"
+  [ "$age" -ge 2000 ] || atf_fail "node3 is down with an age of only $age ms (threshold 10 x 200 ms)"
   # The others stay up meanwhile.
-  [ "$(node_state 1 2)" = up ] || atf_fail "node1 does not see node2 up"
+  # With node3 silent, node2 reaches node1 on about half of its steps, so
+  # node2's age at node1 can briefly pass the threshold: up is checked as
+  # "up again within a bound", not at one instant.
+  up_1_2() { [ "$(node_state 1 2)" = up ]; }
+  retry 100 0.2 up_1_2 || atf_fail "node1 does not see node2 up"
   atf_check -o ignore -e ignore mosctl cluster start node3
   up_at() { [ "$(node_state "$1" 3)" = up ]; }
   retry 100 0.2 up_at 1 || atf_fail "node1 never saw node3 come back"

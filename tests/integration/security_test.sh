@@ -98,7 +98,7 @@ node_without_key_head() {
 }
 node_without_key_body() {
   roam_init
-  cluster_up 3 --set gossip.down_after_steps=5
+  cluster_up 3 --set gossip.down_after_steps=10
   retry 100 0.2 all_up_at 1 3 || atf_fail "cluster did not converge"
   atf_check -o ignore -e ignore mosctl cluster stop node3
   down_at() { [ "$(node_state "$1" 3)" = down ]; }
@@ -111,7 +111,11 @@ node_without_key_body() {
   retry 150 0.2 refused || atf_fail "node1 never refused the keyless node3"
   [ "$(node_state 1 3)" = down ] || atf_fail "node1 does not see node3 down"
   [ "$(node_state 2 3)" = down ] || atf_fail "node2 does not see node3 down"
-  [ "$(node_state 1 2)" = up ] || atf_fail "node1 does not see node2 up"
+  # With node3 silent, node2 reaches node1 on about half of its steps, so
+  # node2's age at node1 can briefly pass the threshold: up is checked as
+  # "up again within a bound", not at one instant.
+  up_1_2() { [ "$(node_state 1 2)" = up ]; }
+  retry 100 0.2 up_1_2 || atf_fail "node1 does not see node2 up"
 }
 node_without_key_cleanup() { cluster_down; }
 
