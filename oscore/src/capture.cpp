@@ -84,6 +84,12 @@ void fill_pages(pid_t pid, ProcessImage& image) {
 }
 
 Frozen capture(pid_t pid, const CaptureOptions& options) {
+  ptrace::Tracee t = ptrace::Tracee::seize(pid);
+  t.interrupt();
+  return capture_stopped(std::move(t), options);
+}
+
+Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options) {
   using Clock = std::chrono::steady_clock;
   auto since = [](Clock::time_point& mark) {
     auto now = Clock::now();
@@ -91,8 +97,8 @@ Frozen capture(pid_t pid, const CaptureOptions& options) {
     mark = now;
     return d;
   };
-  Frozen f{ptrace::Tracee::seize(pid), {}, {}, {}};
-  f.tracee.interrupt();
+  pid_t pid = tracee.tid();
+  Frozen f{std::move(tracee), {}, {}, {}};
   f.frozen_at = std::chrono::steady_clock::now();
   Migratability m = migratable(pid, static_cast<pid_t>(::gettid()));
   if (!m) throw UserError(fmt::format("process {} cannot migrate: {}", pid, m.reason));

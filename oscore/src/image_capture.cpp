@@ -11,6 +11,8 @@
 #include <map>
 #include <utility>
 
+#include <fstream>
+
 #include <fmt/format.h>
 
 #include "roam/error.hpp"
@@ -113,12 +115,34 @@ std::vector<PosixTimer> posix_timers(const std::string& text) {
   return out;
 }
 
+// /proc/PID/limits, one row per resource in number order: what prlimit
+// gives, for a process of another user when we lack CAP_SYS_RESOURCE.
+std::vector<Rlimit> rlimits_from_proc(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/limits", pid));
+  std::string line;
+  std::vector<Rlimit> out;
+  auto value = [](std::string v) {
+    v.erase(0, v.find_first_not_of(' '));
+    v.erase(v.find_last_not_of(' ') + 1);
+    return v == "unlimited" ? RLIM64_INFINITY : static_cast<uint64_t>(proc::parse_i64(v, "limit"));
+  };
+  std::getline(in, line);  // header
+  while (std::getline(in, line) && out.size() < RLIMIT_NLIMITS) {
+    if (line.size() < 47) throw FormatError(fmt::format("/proc/{}/limits: short line '{}'", pid, line));
+    out.push_back({static_cast<uint32_t>(out.size()), value(line.substr(26, 21)), value(line.substr(47, 21))});
+  }
+  if (out.size() != RLIMIT_NLIMITS) throw FormatError(fmt::format("/proc/{}/limits: {} rows", pid, out.size()));
+  return out;
+}
+
 std::vector<Rlimit> rlimits(pid_t pid) {
   std::vector<Rlimit> out;
   for (int r = 0; r < RLIMIT_NLIMITS; ++r) {
     struct rlimit64 lim {};
-    if (::prlimit64(pid, static_cast<__rlimit_resource>(r), nullptr, &lim) < 0)
+    if (::prlimit64(pid, static_cast<__rlimit_resource>(r), nullptr, &lim) < 0) {
+      if (errno == EPERM) return rlimits_from_proc(pid);
       throw SysError(fmt::format("prlimit({}, {})", pid, r), errno);
+    }
     out.push_back({static_cast<uint32_t>(r), lim.rlim_cur, lim.rlim_max});
   }
   return out;

@@ -50,6 +50,22 @@ const char* type_name(Type t) {
     case Type::register_job: return "register_job";
     case Type::register_job_reply: return "register_job_reply";
     case Type::error_reply: return "error_reply";
+    case Type::migrate_request: return "migrate_request";
+    case Type::migrate_reply: return "migrate_reply";
+    case Type::mig_offer: return "mig_offer";
+    case Type::mig_chunk: return "mig_chunk";
+    case Type::mig_ready: return "mig_ready";
+    case Type::mig_refused: return "mig_refused";
+    case Type::mig_go: return "mig_go";
+    case Type::fwd_call: return "fwd_call";
+    case Type::fwd_result: return "fwd_result";
+    case Type::fwd_cancel: return "fwd_cancel";
+    case Type::fwd_signal: return "fwd_signal";
+    case Type::come_home: return "come_home";
+    case Type::going_home: return "going_home";
+    case Type::home_done: return "home_done";
+    case Type::body_exit: return "body_exit";
+    case Type::keepalive: return "keepalive";
   }
   return "unknown";
 }

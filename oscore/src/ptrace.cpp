@@ -233,6 +233,15 @@ void Tracee::interrupt() {
   settle_in_interrupt_stop();
 }
 
+void Tracee::request_interrupt() {
+  assert_tracer_thread();
+  ROAM_ASSERT(state_ == State::running, fmt::format("interrupt of tracee {} that is not running", tid_));
+  if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0 && errno != ESRCH)
+    throw SysError(fmt::format("PTRACE_INTERRUPT on tracee {}", tid_), errno);
+}
+
+void Tracee::settle() { settle_in_interrupt_stop(); }
+
 void Tracee::reinterrupt() {
   assert_stopped("reinterrupt");
   request(PTRACE_INTERRUPT, nullptr, nullptr, "PTRACE_INTERRUPT");

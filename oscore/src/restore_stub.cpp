@@ -1,6 +1,7 @@
 // spawn_stub: the empty process a restore fills (see restore.hpp).
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -58,8 +59,19 @@ ptrace::Tracee spawn_stub(const StubOptions& options) {
   int p[2];
   check_sys(::pipe2(p, O_CLOEXEC), "pipe2 for the stub");
   FileDesc rd(p[0]), wr(p[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) throw SysError("fork (stub)", errno);
+  pid_t pid;
+  if (options.set_tid > 0) {
+    pid_t tid = options.set_tid;
+    clone_args args{};
+    args.exit_signal = SIGCHLD;
+    args.set_tid = reinterpret_cast<uint64_t>(&tid);
+    args.set_tid_size = 1;
+    pid = static_cast<pid_t>(::syscall(SYS_clone3, &args, sizeof args));
+    if (pid < 0) throw SysError(fmt::format("clone3 (stub with pid {})", tid), errno);
+  } else {
+    pid = ::fork();
+    if (pid < 0) throw SysError("fork (stub)", errno);
+  }
   if (pid == 0) stub_main(options.fds, targets, parked, wr.get());
   wr.reset();
   char ok = 0;

@@ -34,6 +34,8 @@ struct Frozen {
 // migratable, then captures everything. Must be called from the thread that
 // will later use the Tracee. On failure the process is detached and runs on.
 Frozen capture(pid_t pid, const CaptureOptions& options = {});
+// The same for a tracee the caller already holds in an interrupt-stop.
+Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options = {});
 
 // Fills the injection-only fields of `image` (regs, sigactions, sigaltstack,
 // mm.brk, clear_child_tid, rseq, robust_list when /proc could not, and the

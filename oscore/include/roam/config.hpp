@@ -44,6 +44,9 @@ struct Settings {
   uint32_t speed = 10000;           // this node's relative CPU speed (10000 = reference)
   uint32_t connect_timeout_ms = 2000;
   uint32_t max_frame = 1u << 20;
+  // A migrated process's link to its home: silence (no frame, no keepalive)
+  // this long, or a broken connection, ends the body and SIGKILLs the deputy.
+  uint32_t link_timeout_ms = 10000;
 };
 
 struct ClusterConfig {

@@ -28,6 +28,24 @@ enum class Type : uint16_t {
   register_job = 105,
   register_job_reply = 106,
   error_reply = 107,
+  migrate_request = 108,
+  migrate_reply = 109,
+  // home agent <-> remote agent (one migration connection per moved process;
+  // see mig_messages.hpp)
+  mig_offer = 200,
+  mig_chunk = 201,
+  mig_ready = 202,
+  mig_refused = 203,
+  mig_go = 204,
+  fwd_call = 205,
+  fwd_result = 206,
+  fwd_cancel = 207,
+  fwd_signal = 208,
+  come_home = 209,
+  going_home = 210,
+  home_done = 211,
+  body_exit = 212,
+  keepalive = 213,
 };
 
 const char* type_name(Type t);

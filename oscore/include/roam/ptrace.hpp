@@ -168,6 +168,11 @@ class Tracee {
   // the signal had come just before the interrupt): nothing is lost, and the
   // tracee holds no half-delivered signal while we work on it.
   void interrupt();
+  // interrupt() in two halves, for a tracee that cannot stop until the
+  // caller does something in between (a body waiting for its seccomp
+  // notification to be answered): PTRACE_INTERRUPT alone, then the wait.
+  void request_interrupt();
+  void settle();
   // PTRACE_CONT (PTRACE_LISTEN from a group-stop, so a stopped job stays
   // stopped); from a signal-delivery-stop the signal is delivered.
   void resume();

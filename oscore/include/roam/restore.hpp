@@ -44,6 +44,10 @@ class RestoreError : public std::runtime_error {
 struct StubOptions {
   // (fd in the caller, fd number in the stub); every other fd is closed.
   std::vector<std::pair<int, int>> fds;
+  // Non-zero: the stub gets this pid in the PID namespace the calling
+  // thread's children go to (clone3 with set_tid). The caller created that
+  // namespace and its init; CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE) there.
+  pid_t set_tid = 0;
 };
 
 // A forked child of the calling process that set up its fds and now waits

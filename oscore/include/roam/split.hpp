@@ -1,44 +1,21 @@
-// The deputy/body split on one machine (DESIGN.md "The split", first slice).
+// The deputy/body split on one machine (DESIGN.md "The split"): both
+// migration agents (migration.hpp) in threads of the calling process,
+// connected by a socketpair instead of a sealed TCP connection. The same code
+// serves a move between nodes; this is how unit tests drive it.
 //
 //   Split s(pid);            // pid: a running process, a child of the caller
 //   kill(pid, SIGUSR1);              // a signal to the home pid: its handler
 //                                    // runs in the body
-//   SplitOutcome o = s.wait();       // the body ended; the deputy replayed it
-//   waitpid(pid, ...)                // the parent sees the body's status
+//   SplitOutcome o = s.wait();       // the body ended (the deputy replayed
+//                                    // its death) or came home
+//   waitpid(pid, ...)                // the parent sees the truth
 //
-// A thread of the caller (the agent) captures the process and leaves it
-// frozen as the deputy (same pid, fds, cwd, credentials), restores a body
-// into a stub that owns no file descriptors, installs the body seccomp filter
-// in it by injection, takes the listener with pidfd_getfd and closes it in
-// the body, resumes the body and serves its notified calls:
-//   - calls on existing descriptors (read, write, pread64, pwrite64, lseek,
-//     fstat, newfstatat with AT_EMPTY_PATH) run in the agent on its own
-//     pidfd_getfd copies of the deputy's descriptors;
-//   - calls that change the deputy's fd table or read paths (openat, close,
-//     dup, dup2, dup3, newfstatat on a path) are injected into the deputy;
-//   - getpid/gettid/getppid/get[e]uid/get[e]gid answer as the deputy would;
-//   - exit and exit_group run in the body; when it is gone the deputy ends
-//     the same way (exit_group(code), or the same signal).
-// Anything else (home, unknown, forwarded calls not listed above) kills body
-// and deputy and is reported in SplitOutcome::error; the real design takes the
-// process home instead.
-//
-// Signals sent to the home pid (kill, sigqueue, ^C) are taken off the frozen
-// deputy (which never runs a handler) and queued to the body with
-// rt_tgsigqueueinfo; the agent finds them by PTRACE_PEEKSIGINFO before each
-// notified call and every millisecond while idle (no kernel event exists for
-// a signal queued to a task in a ptrace-stop). The body's handler sees the
-// sender's si_pid, si_uid and si_value, but si_code SI_QUEUE where the
-// sender's was SI_USER, SI_TKILL or a kernel code (the kernel accepts no
-// other from another process). A default action happens in the body, and
-// the deputy replays the death. SIGSTOP/SIGCONT stop and continue the body
-// (a group stop of the body; the deputy stays in its ptrace-stop, so the
-// home parent's waitpid(WUNTRACED) sees no stop). SIGKILL kills the deputy
-// at once: the agent then kills the body and reports the deputy's status
-// (SplitOutcome::deputy_status). Not yet: threads; a body blocked in a
-// forwarded call (a read on a pipe) runs its handler only once the call
-// completes (the notification wait is killable only), so SA_RESTART and
-// EINTR semantics of such calls are not reproduced.
+// The home thread captures the process and keeps it frozen as the deputy
+// (same pid, fds, cwd, credentials); the body thread restores a body in its
+// own PID namespace (its pid there is the home pid) and time namespace, as
+// nobody, with no descriptors, under the body seccomp filter, and serves its
+// notifications. Calls the remote side cannot serve bring the process home,
+// where it re-issues the call natively (SplitOutcome::went_home says why).
 #pragma once
 
 #include <sys/types.h>
@@ -52,10 +29,9 @@ namespace roam::split {
 
 struct SplitSetup {
   pid_t deputy = -1;
-  pid_t body = -1;
-  std::vector<std::string> body_fds_with_listener;  // /proc/BODY/fd right after seccomp()
-  std::vector<std::string> body_fds_after_setup;    // once the listener was taken and closed
-  bool sync_wake_up = false;                        // SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP took
+  pid_t body = -1;                                // in the caller's PID namespace
+  std::vector<std::string> body_fds_after_setup;  // /proc/BODY/fd once it runs
+  long deputy_rss_kib = -1;                       // after its memory was released
 };
 
 struct SplitOutcome {
@@ -66,6 +42,7 @@ struct SplitOutcome {
   std::vector<std::string> log;            // unusual events, one line each
   unsigned signals_forwarded = 0;          // sent to the home pid, passed to the body
   int deputy_status = -1;  // when the deputy died on its own (SIGKILL): its wait status
+  std::string went_home;   // non-empty: the process came home, and why; it runs there now
 };
 
 class SplitAgent;
@@ -84,7 +61,10 @@ class Split {
   Split& operator=(const Split&) = delete;
 
   const SplitSetup& setup() const noexcept { return setup_; }
-  // Waits until the body has ended and its death was replayed by the deputy.
+  // Asks the body to come home (as `migrate PID home` does).
+  void bring_home();
+  // Waits until the body has ended and its death was replayed by the
+  // deputy, or it came home.
   SplitOutcome wait();
 
  private:

@@ -1,0 +1,188 @@
+// Messages of a migration connection (home agent <-> remote agent) and of the
+// `migrate` request. One connection per moved process, authenticated and
+// sealed like a peer link (secure_channel.hpp), with the kFeatMigration bit.
+//
+//   home                                   remote
+//   MigOffer, MigChunk* (RIMG stream)  ->
+//                                      <-  MigReady (body restored, stopped)
+//                                          or MigRefused (one line why)
+//   MigGo                              ->  (the body runs; the home's copy
+//                                           of the memory is released)
+//                                      <-  FwdCall       a call to run at home
+//   FwdResult                          ->
+//   FwdSignal                          ->  a signal sent to the home pid
+//                                      <-  FwdCancel     the body was signalled
+//                                                        while the call waits
+//   ComeHome                           ->  (migrate PID home, or to elsewhere)
+//                                      <-  GoingHome, MigChunk* (the body's image)
+//   HomeDone                           ->  restored at home: the body may go
+//                                      <-  BodyExit      the body ended
+//   Keepalive                          <-> when idle; silence longer than the
+//                                          link timeout ends both sides
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "roam/messages.hpp"
+
+namespace roam::msg {
+
+inline constexpr uint64_t kFeatMigration = 1ull << 2;
+inline constexpr size_t kMigMaxFrame = 8u << 20;    // a migration frame, sealed
+inline constexpr size_t kMigChunkBytes = 4u << 20;  // image bytes per MigChunk
+inline constexpr uint32_t kMaxFwdRegions = 1024;
+inline constexpr uint64_t kMaxFwdBytes = 64ull << 20;  // all regions of one call together
+
+// tool -> mosd, and tool -> the process's home agent.
+struct MigrateRequest {
+  static constexpr Type kType = Type::migrate_request;
+  int32_t pid = 0;
+  std::string target;  // as typed: "home", a node number or a node name
+  bool async = false;
+  // Filled by mosd for the agent: the resolved node (0 = home), its address.
+  uint32_t node = 0;
+  std::string address;
+  uint16_t port = 0;
+};
+
+struct MigrateReply {
+  static constexpr Type kType = Type::migrate_reply;
+  bool ok = false;
+  std::string message;  // the error line, or what happened ("moved to node 2 in 41 ms")
+  std::string agent_socket;  // from mosd: where the process's agent listens
+};
+
+struct MigOffer {
+  static constexpr Type kType = Type::mig_offer;
+  uint32_t home_node = 0;
+  int32_t home_pid = 0;
+  int32_t ppid = 0;
+  uint32_t uid = 0, euid = 0, gid = 0, egid = 0;
+  int64_t monotonic_ns = 0;  // home clocks when the offer was sent
+  int64_t boottime_ns = 0;
+  std::vector<std::byte> cpu;  // CpuFeatures, encoded
+  uint64_t image_bytes = 0;
+  uint32_t link_timeout_ms = 0;
+};
+
+struct MigChunk {
+  static constexpr Type kType = Type::mig_chunk;
+  std::vector<std::byte> data;
+};
+
+struct MigReady {
+  static constexpr Type kType = Type::mig_ready;
+  int32_t body_pid = 0;  // in the remote node's PID namespace
+  uint64_t restore_us = 0;
+};
+
+struct MigRefused {
+  static constexpr Type kType = Type::mig_refused;
+  std::string reason;
+};
+
+struct MigGo {
+  static constexpr Type kType = Type::mig_go;
+};
+
+enum class RegionDir : uint8_t { in = 1, out = 2, inout = 3 };
+
+struct FwdRegion {
+  uint64_t addr = 0;
+  uint64_t len = 0;
+  uint8_t dir = 0;              // RegionDir
+  std::vector<std::byte> data;  // calls: what the body holds there now; results: what the call left there
+};
+
+struct FwdCall {
+  static constexpr Type kType = Type::fwd_call;
+  uint64_t seq = 0;
+  int32_t nr = 0;
+  std::array<uint64_t, 6> args{};
+  std::vector<FwdRegion> regions;
+};
+
+struct FwdResult {
+  static constexpr Type kType = Type::fwd_result;
+  uint64_t seq = 0;
+  int64_t value = 0;  // the raw return value (-errno on failure)
+  bool cancelled = false;  // abandoned before it ran (FwdCancel): the body restarts it
+  std::vector<FwdRegion> regions;  // out/inout regions, with their contents
+  std::string unserved;  // non-empty: home cannot run it this way; the process comes home for it
+};
+
+struct FwdCancel {
+  static constexpr Type kType = Type::fwd_cancel;
+  uint64_t seq = 0;
+};
+
+struct FwdSignal {
+  static constexpr Type kType = Type::fwd_signal;
+  std::array<std::byte, 128> siginfo{};
+};
+
+struct ComeHome {
+  static constexpr Type kType = Type::come_home;
+  std::string reason;
+};
+
+struct GoingHome {
+  static constexpr Type kType = Type::going_home;
+  std::string reason;
+  uint64_t image_bytes = 0;
+  std::vector<std::array<std::byte, 128>> pending_signals;  // siginfo, queued at the body
+};
+
+struct HomeDone {
+  static constexpr Type kType = Type::home_done;
+  bool ok = false;
+  std::string error;
+};
+
+struct BodyExit {
+  static constexpr Type kType = Type::body_exit;
+  int32_t status = 0;  // waitpid's status
+};
+
+struct Keepalive {
+  static constexpr Type kType = Type::keepalive;
+};
+
+void encode_fields(wire::Writer& w, const MigrateRequest& m);
+void encode_fields(wire::Writer& w, const MigrateReply& m);
+void encode_fields(wire::Writer& w, const MigOffer& m);
+void encode_fields(wire::Writer& w, const MigChunk& m);
+void encode_fields(wire::Writer& w, const MigReady& m);
+void encode_fields(wire::Writer& w, const MigRefused& m);
+void encode_fields(wire::Writer& w, const MigGo& m);
+void encode_fields(wire::Writer& w, const FwdCall& m);
+void encode_fields(wire::Writer& w, const FwdResult& m);
+void encode_fields(wire::Writer& w, const FwdCancel& m);
+void encode_fields(wire::Writer& w, const FwdSignal& m);
+void encode_fields(wire::Writer& w, const ComeHome& m);
+void encode_fields(wire::Writer& w, const GoingHome& m);
+void encode_fields(wire::Writer& w, const HomeDone& m);
+void encode_fields(wire::Writer& w, const BodyExit& m);
+void encode_fields(wire::Writer& w, const Keepalive& m);
+
+void decode_fields(wire::Reader& r, MigrateRequest& m);
+void decode_fields(wire::Reader& r, MigrateReply& m);
+void decode_fields(wire::Reader& r, MigOffer& m);
+void decode_fields(wire::Reader& r, MigChunk& m);
+void decode_fields(wire::Reader& r, MigReady& m);
+void decode_fields(wire::Reader& r, MigRefused& m);
+void decode_fields(wire::Reader& r, MigGo& m);
+void decode_fields(wire::Reader& r, FwdCall& m);
+void decode_fields(wire::Reader& r, FwdResult& m);
+void decode_fields(wire::Reader& r, FwdCancel& m);
+void decode_fields(wire::Reader& r, FwdSignal& m);
+void decode_fields(wire::Reader& r, ComeHome& m);
+void decode_fields(wire::Reader& r, GoingHome& m);
+void decode_fields(wire::Reader& r, HomeDone& m);
+void decode_fields(wire::Reader& r, BodyExit& m);
+void decode_fields(wire::Reader& r, Keepalive& m);
+
+}  // namespace roam::msg

@@ -1,0 +1,121 @@
+// Moving a running process to another node and serving it there
+// (DESIGN.md "The split"): the two agents at the ends of one migration
+// connection (mig_messages.hpp).
+//
+// HomeAgent, at the process's home node, freezes the process with ptrace,
+// sends its image, and keeps the frozen original as the deputy: same pid,
+// file descriptors, cwd, credentials, parent; its memory released. It runs
+// the calls the body forwards in the deputy's context, relays signals sent
+// to the home pid, replays the body's death so the parent's wait() sees it,
+// and restores the body into the deputy itself when it comes home.
+//
+// BodyAgent, at the remote node, restores the image into a stub in a PID
+// namespace of its own (where the body's pid is the home pid, so getpid,
+// raise and kill(self) are true without a round trip) and a time namespace
+// whose offsets continue the home's CLOCK_MONOTONIC and CLOCK_BOOTTIME. The
+// body runs as nobody, with no_new_privs, no file descriptors, under the body
+// seccomp filter; the agent serves the notifications: local calls continue,
+// identity is answered from the offer, forwarded calls travel home with the
+// memory they read and write (syscall_regions.hpp), and anything the remote
+// side cannot serve (fork, execve, MAP_SHARED, a file mmap, an ioctl of
+// unknown layout...) sends the process home, where it re-issues the call
+// natively.
+//
+// Either agent ends the other's side when the connection breaks or stays
+// silent longer than the link timeout: the body is killed, the deputy ends
+// with SIGKILL. A body never runs on without its deputy.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "roam/channel.hpp"
+
+namespace roam::mig {
+
+struct MoveStats {
+  std::chrono::microseconds freeze{};    // from the freeze until the body ran
+  std::chrono::microseconds capture{};
+  std::chrono::microseconds transfer{};  // sending the image until the remote said ready
+  uint64_t image_bytes = 0;
+  uint64_t page_bytes = 0;
+  uint64_t restore_us = 0;  // as the remote measured it
+  long deputy_rss_kib = -1;  // the deputy's resident size once its memory was released
+};
+
+struct HomeOptions {
+  uint32_t self_node = 0;
+  std::chrono::milliseconds link_timeout{10000};
+};
+
+struct HomeOutcome {
+  enum class End { home, exited, deputy_died, link_lost, failed } end = End::failed;
+  std::string message;   // one line: what happened
+  int deputy_status = -1;  // when the deputy ended (replayed, or killed)
+  std::map<std::string, unsigned> served;  // forwarded calls by name
+  unsigned signals_forwarded = 0;
+  std::vector<std::string> log;
+};
+
+class HomeAgent {
+ public:
+  HomeAgent(pid_t pid, HomeOptions options);
+  ~HomeAgent();
+  HomeAgent(const HomeAgent&) = delete;
+  HomeAgent& operator=(const HomeAgent&) = delete;
+
+  // Freezes and sends the process over `ch` (authenticated with the target).
+  // Returns once the body runs there. Throws UserError with one line (the
+  // process cannot move, the target refused it) or another exception; in
+  // every case the process then runs on at home as before.
+  MoveStats move_out(Channel ch);
+
+  // Serves the body until it comes home (End::home: the process runs at home
+  // again), ends (exited: the deputy replayed its death), or the link is
+  // lost. `extra_fd` (or -1) is polled too; when it is readable `on_extra`
+  // runs, and may call come_home().
+  HomeOutcome serve(int extra_fd = -1, const std::function<void()>& on_extra = {});
+
+  // Asks the body to come home; serve() returns once it is restored here.
+  void come_home(const std::string& reason);
+
+  pid_t pid() const { return pid_; }
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+  pid_t pid_;
+};
+
+struct BodyOptions {
+  uint32_t self_node = 0;
+  bool namespaces = true;        // PID and time namespaces for the body
+  bool drop_privileges = true;   // run the body as nobody
+  std::chrono::milliseconds link_timeout{10000};
+  // Called once the body is restored, with its pid, before it runs.
+  std::function<void(pid_t)> on_ready;
+};
+
+struct BodyOutcome {
+  enum class End { refused, exited, went_home, link_lost, failed } end = End::failed;
+  std::string message;
+  int body_status = -1;
+  pid_t body = -1;
+  std::map<std::string, unsigned> served;  // notified calls by name
+  std::vector<std::string> log;
+  std::vector<std::string> body_fds_after_setup;
+};
+
+// Receives a process over `ch` (the offer is its first frame), restores it,
+// and serves it until it ends, goes home or loses its home. Never throws for
+// what the peer sent or did: that is the outcome.
+BodyOutcome serve_body(Channel ch, const BodyOptions& options);
+
+}  // namespace roam::mig

@@ -1,0 +1,691 @@
+// The remote half of a migration: see migration.hpp.
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <sstream>
+
+#include "roam/body_filter.hpp"
+#include "roam/capture.hpp"
+#include "roam/cpu_features.hpp"
+#include "roam/error.hpp"
+#include "roam/image_codec.hpp"
+#include "roam/mig_messages.hpp"
+#include "roam/mig_util.hpp"
+#include "roam/migration.hpp"
+#include "roam/remote_syscall.hpp"
+#include "roam/restore.hpp"
+#include "roam/seccomp_compat.hpp"
+#include "roam/syscall_regions.hpp"
+#include "roam/syscalls.hpp"
+#include "roam/sysinfo.hpp"
+
+namespace roam::mig {
+
+using Clock = std::chrono::steady_clock;
+using ptrace::RemoteSyscalls;
+using ptrace::ScratchMem;
+using ptrace::Tracee;
+
+namespace {
+
+constexpr long kERestartSys = 512;
+constexpr long kERestartNoIntr = 513;
+constexpr uid_t kNobody = 65534;
+constexpr uint64_t kMaxImageBytes = uint64_t{1} << 40;
+
+struct Refuse {
+  std::string why;
+};
+struct LinkLost {
+  std::string why;
+};
+
+struct RemoteFprog {
+  unsigned short len = 0;
+  uint64_t filter = 0;
+};
+static_assert(sizeof(RemoteFprog) == sizeof(sock_fprog));
+
+std::chrono::microseconds us(Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d); }
+
+// Offsets of this task's time namespace (what /proc/thread-self shows),
+// seconds and nanoseconds for CLOCK_MONOTONIC and CLOCK_BOOTTIME.
+struct TimeOffsets {
+  int64_t mono_ns = 0, boot_ns = 0;
+};
+
+// /proc/TID (a thread's own entry, though not listed) has the
+// per-process files of that very thread; /proc/thread-self has no
+// timens_offsets, and /proc/self is the thread group leader's.
+std::string offsets_path() { return fmt::format("/proc/{}/timens_offsets", ::gettid()); }
+
+TimeOffsets current_offsets() {
+  TimeOffsets t;
+  std::ifstream in(offsets_path());
+  std::string clock;
+  int64_t sec = 0, nsec = 0;
+  while (in >> clock >> sec >> nsec) {
+    int64_t v = sec * 1000000000 + nsec;
+    if (clock == "monotonic" || clock == "1") t.mono_ns = v;
+    if (clock == "boottime" || clock == "7") t.boot_ns = v;
+  }
+  return t;
+}
+
+std::string offsets_line(int clock, int64_t ns) {
+  int64_t sec = ns / 1000000000, rem = ns % 1000000000;
+  if (rem < 0) {
+    rem += 1000000000;
+    --sec;
+  }
+  return fmt::format("{} {} {}\n", clock, sec, rem);
+}
+
+// Calls whose home fast path writes back exactly what it read: their output
+// buffer need not travel to the home first.
+bool out_needs_no_contents(int nr) { return nr == SYS_read || nr == SYS_pread64; }
+
+}  // namespace
+
+class BodyServer {
+ public:
+  BodyServer(Channel ch, const BodyOptions& o) : ch_(std::move(ch)), o_(o) { link_timeout_ = o.link_timeout; }
+
+  BodyOutcome run() {
+    try {
+      receive();
+    } catch (const Refuse& r) {
+      out_.end = BodyOutcome::End::refused;
+      out_.message = r.why;
+      cleanup_stub();
+      try {
+        ch_.send_msg(msg::MigRefused{r.why});
+      } catch (const std::exception&) {
+      }
+      return std::move(out_);
+    } catch (const std::exception& e) {
+      cleanup_stub();
+      out_.end = BodyOutcome::End::link_lost;
+      out_.message = fmt::format("receiving the process failed: {}", e.what());
+      return std::move(out_);
+    }
+    try {
+      auto go = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(120000)));
+      if (msg::peek_type(go) != msg::Type::mig_go) throw LinkLost{"home did not commit the move"};
+      stub_->detach();
+      stub_.reset();
+      last_sent_ = Clock::now();
+      serve();
+    } catch (const LinkLost& l) {
+      link_lost(l.why);
+    } catch (const ChannelError& e) {
+      link_lost(e.what());
+    } catch (const wire::DecodeError& e) {
+      link_lost(fmt::format("garbled message from home: {}", e.what()));
+    } catch (const std::exception& e) {
+      out_.log.push_back(fmt::format("fatal: {}", e.what()));
+      link_lost(e.what());
+      out_.end = BodyOutcome::End::failed;
+    }
+    reap_init();
+    return std::move(out_);
+  }
+
+ private:
+  // ---- arrival ----
+
+  void receive() {
+    offer_ = ch_.recv_msg<msg::MigOffer>(std::max(link_timeout_, std::chrono::milliseconds(30000)));
+    if (offer_.link_timeout_ms >= 100) link_timeout_ = std::chrono::milliseconds(offer_.link_timeout_ms);
+    wire::Reader cr(offer_.cpu);
+    CpuFeatures home = CpuFeatures::decode(cr);
+    std::vector<std::string> missing = missing_features(home, host_cpu_features());
+    if (!missing.empty()) {
+      std::string names;
+      for (const auto& m : missing) names += (names.empty() ? "" : " ") + m;
+      drain_image();
+      throw Refuse{fmt::format("node {}'s CPU lacks {}", o_.self_node, names)};
+    }
+    if (offer_.image_bytes > kMaxImageBytes) throw Refuse{fmt::format("image of {} bytes", offer_.image_bytes)};
+    auto recv_at = Clock::now();
+    int64_t mono_now = clock_ns(CLOCK_MONOTONIC), boot_now = clock_ns(CLOCK_BOOTTIME);
+    std::vector<std::byte> bytes = drain_image();
+    image::ProcessImage img;
+    try {
+      img = image::decode(bytes);
+    } catch (const wire::DecodeError& e) {
+      throw Refuse{fmt::format("bad process image: {}", e.what())};
+    }
+    bytes = {};
+    uint64_t page_bytes = 0;
+    for (const auto& p : img.pages) page_bytes += p.bytes.size();
+    MemoryInfo mem = memory_info();
+    if (mem.free > 0 && page_bytes > mem.free)
+      throw Refuse{fmt::format("node {} has {} MiB free, the process needs {} MiB", o_.self_node,
+                               mem.free >> 20, page_bytes >> 20)};
+    auto t0 = Clock::now();
+    try {
+      if (o_.namespaces) {
+        // Offsets are set before any process enters; the delay since the
+        // offer only makes the body's clocks lag the home's by the transfer
+        // time: they never go back.
+        TimeOffsets cur = current_offsets();
+        check_sys(::unshare(CLONE_NEWPID | CLONE_NEWTIME), "unshare(CLONE_NEWPID | CLONE_NEWTIME)");
+        std::ofstream off(offsets_path());
+        off << offsets_line(CLOCK_MONOTONIC, cur.mono_ns + offer_.monotonic_ns - mono_now)
+            << offsets_line(CLOCK_BOOTTIME, cur.boot_ns + offer_.boottime_ns - boot_now);
+        off.flush();
+        if (!off) throw SysError("writing " + offsets_path(), EINVAL);
+        start_init();
+      }
+      stub_.emplace(restore::spawn_stub({.fds = {}, .set_tid = o_.namespaces ? offer_.home_pid : 0}));
+      body_ = stub_->tid();
+      out_.body = body_;
+      restore::restore_into(*stub_, img);
+      misc_ = img.misc;
+      if (o_.drop_privileges) drop_privileges();
+      install_filter();
+      body_pidfd_ = pidfd_of(body_);
+    } catch (const restore::RestoreError& e) {
+      throw Refuse{fmt::format("cannot restore here: {}", e.what())};
+    } catch (const SysError& e) {
+      throw Refuse{fmt::format("cannot restore here: {}", e.what())};
+    }
+    (void)recv_at;
+    if (o_.on_ready) o_.on_ready(body_);
+    ch_.send_msg(msg::MigReady{body_, static_cast<uint64_t>(us(Clock::now() - t0).count())});
+  }
+
+  std::vector<std::byte> drain_image() {
+    std::vector<std::byte> bytes;
+    bytes.reserve(std::min<uint64_t>(offer_.image_bytes, kMaxImageBytes));
+    while (bytes.size() < offer_.image_bytes) {
+      auto c = ch_.recv_msg<msg::MigChunk>(link_timeout_);
+      if (c.data.empty() || bytes.size() + c.data.size() > offer_.image_bytes)
+        throw Refuse{"the image stream does not match its announced size"};
+      bytes.insert(bytes.end(), c.data.begin(), c.data.end());
+    }
+    return bytes;
+  }
+
+  // PID 1 of the body's PID namespace. It relays the signals sent to the
+  // home pid: queued from inside the namespace, their si_pid survives (the
+  // kernel zeroes it for a sender in an ancestor namespace, as this agent
+  // is). It dies with this thread (PR_SET_PDEATHSIG), and with it every
+  // process of the namespace.
+  void start_init() {
+    int sv[2];
+    check_sys(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), "socketpair");
+    FileDesc mine(sv[0]), theirs(sv[1]);
+    pid_t pid = ::fork();
+    if (pid < 0) throw SysError("fork (namespace init)", errno);
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      int fd = ::fcntl(theirs.get(), F_DUPFD, 0);
+      ::syscall(SYS_close_range, 0, static_cast<unsigned>(fd) - 1, 0);
+      ::syscall(SYS_close_range, static_cast<unsigned>(fd) + 1, ~0u, 0);
+      struct {
+        int32_t pid;
+        siginfo_t info;
+      } m;
+      for (;;) {
+        ssize_t n = ::recv(fd, &m, sizeof m, 0);
+        if (n == 0) ::_exit(0);
+        if (n != static_cast<ssize_t>(sizeof m)) continue;
+        int rc = static_cast<int>(::syscall(SYS_rt_tgsigqueueinfo, m.pid, m.pid, m.info.si_signo, &m.info));
+        int err = rc == 0 ? 0 : errno;
+        ::send(fd, &err, sizeof err, MSG_NOSIGNAL);
+      }
+    }
+    init_ = pid;
+    relay_ = std::move(mine);
+  }
+
+  // Queues a signal at the body, through the namespace's init when there
+  // is one. Returns 0 or an errno.
+  int queue_signal(const siginfo_t& info) {
+    if (!relay_) {
+      if (::syscall(SYS_rt_tgsigqueueinfo, body_, body_, info.si_signo, &info) != 0) return errno;
+      return 0;
+    }
+    struct {
+      int32_t pid;
+      siginfo_t info;
+    } m{offer_.home_pid, info};
+    if (::send(relay_.get(), &m, sizeof m, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof m)) return errno;
+    int err = EIO;
+    if (::recv(relay_.get(), &err, sizeof err, 0) != sizeof err) return EIO;
+    return err;
+  }
+
+  void reap_init() {
+    if (init_ <= 0) return;
+    relay_.reset();
+    ::kill(init_, SIGKILL);
+    ::waitpid(init_, nullptr, 0);
+    init_ = -1;
+  }
+
+  void cleanup_stub() {
+    if (body_ > 0 && !body_reaped_) {
+      ::kill(body_, SIGKILL);
+      stub_.reset();
+      ::waitpid(body_, nullptr, __WALL);
+      body_reaped_ = true;
+    }
+    reap_init();
+  }
+
+  void drop_privileges() {
+    RemoteSyscalls rs(*stub_, ptrace::SyscallSite::vdso);
+    rs.checked_syscall("setgroups in the body", SYS_setgroups, 0, 0);
+    rs.checked_syscall("setresgid in the body", SYS_setresgid, kNobody, kNobody, kNobody);
+    rs.checked_syscall("setresuid in the body", SYS_setresuid, kNobody, kNobody, kNobody);
+    // A credential change clears the parent-death signal: the body must
+    // still die with its agent.
+    rs.checked_syscall("prctl(PR_SET_PDEATHSIG) in the body", SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  }
+
+  // prctl(PR_SET_NO_NEW_PRIVS) and seccomp(NEW_LISTENER) injected into the
+  // stopped body; calls from the vDSO (our injection site) stay allowed.
+  void install_filter() {
+    Range vdso = vdso_of(body_);
+    std::vector<sock_filter> prog = build_body_filter({.trampoline_begin = vdso.begin, .trampoline_end = vdso.end});
+    RemoteSyscalls rs(*stub_, ptrace::SyscallSite::vdso);
+    rs.checked_syscall("prctl(PR_SET_NO_NEW_PRIVS) in the body", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    ScratchMem code(rs, std::as_bytes(std::span(prog)));
+    RemoteFprog fprog{static_cast<unsigned short>(prog.size()), code.get().addr()};
+    ScratchMem fp = ScratchMem::holding(rs, fprog);
+    long fd = rs.syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                         SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, fp.get());
+    if (fd == -EINVAL) fd = rs.syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, fp.get());
+    if (fd < 0) throw SysError("seccomp(SECCOMP_SET_MODE_FILTER) in the body", static_cast<int>(-fd));
+    FileDesc pidfd = pidfd_of(body_);
+    listener_ = FileDesc(check_sys(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)),
+                                   "pidfd_getfd the body's listener"));
+    rs.checked_syscall("close(listener) in the body", SYS_close, fd);
+    out_.body_fds_after_setup = list_fds(body_);
+    ::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
+  }
+
+  // ---- serving ----
+
+  void serve() {
+    while (!ended_) {
+      pollfd p[3] = {{listener_.get(), POLLIN, 0}, {ch_.fd(), POLLIN, 0}, {body_pidfd_.get(), POLLIN, 0}};
+      int n = ::poll(p, 3, keepalive_wait_ms());
+      if (n < 0 && errno != EINTR) throw SysError("poll", errno);
+      if (n > 0 && p[2].revents != 0) return body_died();
+      if (n > 0 && p[1].revents != 0) ch_.pump();
+      std::vector<std::byte> body;
+      while (!ended_ && ch_.pop(body)) on_home_message(body);
+      if (ended_) return;
+      if (home_requested_) return go_home(home_reason_, std::nullopt);
+      if (!ch_.open()) throw LinkLost{"connection closed by home"};
+      check_link();
+      if (n > 0 && (p[0].revents & POLLIN) != 0) on_notification();
+      else if (n > 0 && (p[0].revents & (POLLHUP | POLLERR)) != 0) return body_died();
+    }
+  }
+
+  int keepalive_wait_ms() const {
+    return static_cast<int>(std::clamp<int64_t>(link_timeout_.count() / 4, 10, 1000));
+  }
+
+  void check_link() {
+    auto now = Clock::now();
+    if (now - ch_.last_heard() > link_timeout_)
+      throw LinkLost{fmt::format("no word from home for {} ms", link_timeout_.count())};
+    if (now - last_sent_ > link_timeout_ / 4) send(msg::Keepalive{});
+  }
+
+  void send(const auto& m) {
+    ch_.send_msg(m);
+    last_sent_ = Clock::now();
+  }
+
+  void on_home_message(std::vector<std::byte>& body) {
+    switch (msg::peek_type(body)) {
+      case msg::Type::fwd_signal:
+        return deliver(msg::decode<msg::FwdSignal>(body));
+      case msg::Type::come_home:
+        home_requested_ = true;
+        home_reason_ = msg::decode<msg::ComeHome>(body).reason;
+        return;
+      case msg::Type::keepalive:
+        return;
+      case msg::Type::fwd_result:
+        if (outstanding_) {
+          result_ = msg::decode<msg::FwdResult>(body);
+          return;
+        }
+        [[fallthrough]];
+      default:
+        throw LinkLost{fmt::format("unexpected {} message from home", msg::type_name(msg::peek_type(body)))};
+    }
+  }
+
+  // A signal sent to the home pid. If the body waits for a forwarded call
+  // and would run a handler for it, the call must be interrupted as Linux
+  // would: the home abandons it if it has not run (FwdCancel), and the body
+  // gets -ERESTARTSYS, which the kernel turns into EINTR or a restart by
+  // the handler's SA_RESTART.
+  void deliver(const msg::FwdSignal& m) {
+    siginfo_t info;
+    std::memcpy(&info, m.siginfo.data(), sizeof info);
+    if (info.si_code >= 0 || info.si_code == SI_TKILL) info.si_code = SI_QUEUE;
+    int sig = info.si_signo;
+    if (sig < 1 || sig > 64) return;
+    if (int err = queue_signal(info); err != 0 && err != ESRCH)
+      out_.log.push_back(fmt::format("queueing signal {} to the body failed: {}", sig, std::strerror(err)));
+    if (!outstanding_ || cancel_sent_) return;
+    SignalSets s = signal_sets(body_);
+    uint64_t bit = uint64_t{1} << (sig - 1);
+    if ((s.caught & bit) != 0 && (s.blocked & bit) == 0) {
+      send(msg::FwdCancel{outstanding_->seq});
+      cancel_sent_ = true;
+    }
+  }
+
+  struct Outstanding {
+    uint64_t seq = 0;
+    uint64_t id = 0;  // the notification
+    int nr = 0;
+  };
+
+  void on_notification() {
+    seccomp_notif req{};
+    if (::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_RECV, &req) < 0) return;  // ENOENT: the body went meanwhile
+    const seccomp_data& d = req.data;
+    int nr = d.nr;
+    ++out_.served[syscall_name(nr)];
+    if (d.arch != AUDIT_ARCH_X86_64 || (nr & 0x40000000) != 0)
+      return go_home(fmt::format("system call {} of another ABI", nr), req.id);
+    uint64_t args[6];
+    std::copy(std::begin(d.args), std::end(d.args), args);
+    switch (decide(nr, args, offer_.home_pid)) {
+      case Disposition::exit:
+      case Disposition::local:
+        return answer_continue(req.id);
+      case Disposition::virtual_:
+        return answer_virtual(req.id, nr, args);
+      case Disposition::home:
+      case Disposition::inspect:
+        return go_home(fmt::format("{} needs home", syscall_name(nr)), req.id);
+      case Disposition::forward:
+        return forward(req.id, nr, args);
+    }
+  }
+
+  void answer(uint64_t id, int64_t val, int error) {
+    seccomp_notif_resp resp{};
+    resp.id = id;
+    resp.val = val;
+    resp.error = error;
+    ::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp);  // ENOENT: the body went meanwhile
+  }
+  void answer_value(uint64_t id, int64_t raw) {
+    if (raw < 0 && raw > -4096) answer(id, 0, static_cast<int>(raw));
+    else answer(id, raw, 0);
+  }
+  void answer_continue(uint64_t id) {
+    seccomp_notif_resp resp{};
+    resp.id = id;
+    resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+    ::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_SEND, &resp);
+  }
+
+  void answer_virtual(uint64_t id, int nr, const uint64_t* args) {
+    switch (nr) {
+      case SYS_getpid:
+      case SYS_gettid:
+        return answer_value(id, offer_.home_pid);
+      case SYS_getppid:
+        return answer_value(id, offer_.ppid);
+      case SYS_getuid:
+        return answer_value(id, offer_.uid);
+      case SYS_geteuid:
+        return answer_value(id, offer_.euid);
+      case SYS_getgid:
+        return answer_value(id, offer_.gid);
+      case SYS_getegid:
+        return answer_value(id, offer_.egid);
+      case SYS_getrusage:
+      case SYS_times:
+        // The body's own usage: the part spent at home before is missing.
+        return answer_continue(id);
+      default:
+        return forward(id, nr, args);  // getpgrp, getgroups, getres[ug]id: the home's answer is exact
+    }
+  }
+
+  void forward(uint64_t id, int nr, const uint64_t* args) {
+    switch (nr) {
+      case SYS_rt_sigaction:
+        // Dispositions live in the body: the deputy never runs a handler,
+        // and a signal for the home pid is relayed here.
+        return answer_continue(id);
+      case SYS_mmap:
+        return go_home("mmap of a file", id);
+      default:
+        break;
+    }
+    fwd::Description desc = fwd::describe(nr, args, [this](uint64_t addr, void* buf, std::size_t n) {
+      return read_body(addr, buf, n);
+    });
+    if (desc.fault) return answer(id, 0, -EFAULT);
+    if (!desc.ok) return go_home(desc.why, id);
+    msg::FwdCall call;
+    call.seq = ++seq_;
+    call.nr = nr;
+    std::copy(args, args + 6, call.args.begin());
+    for (const fwd::Region& r : desc.regions) {
+      msg::FwdRegion g{r.addr, r.len, static_cast<uint8_t>(r.dir), {}};
+      bool contents = r.dir != fwd::Dir::out || !out_needs_no_contents(nr);
+      if (contents) {
+        g.data.resize(r.len);
+        if (!read_body(r.addr, g.data.data(), r.len)) return answer(id, 0, -EFAULT);
+        if (r.dir == fwd::Dir::out) g.dir = static_cast<uint8_t>(msg::RegionDir::inout);
+      }
+      call.regions.push_back(std::move(g));
+    }
+    outstanding_ = Outstanding{call.seq, id, nr};
+    cancel_sent_ = false;
+    result_.reset();
+    send(call);
+    await_result();
+  }
+
+  // The body waits in its notification; the home runs the call. Signals
+  // from home may arrive meanwhile (deliver() cancels the call when the
+  // body would run a handler), and so may a request to come home.
+  void await_result() {
+    while (!ended_ && !result_) {
+      pollfd p[2] = {{ch_.fd(), POLLIN, 0}, {body_pidfd_.get(), POLLIN, 0}};
+      int n = ::poll(p, 2, keepalive_wait_ms());
+      if (n < 0 && errno != EINTR) throw SysError("poll", errno);
+      if (n > 0 && p[1].revents != 0) return body_died();
+      if (n > 0 && p[0].revents != 0) ch_.pump();
+      std::vector<std::byte> body;
+      while (!result_ && ch_.pop(body)) on_home_message(body);
+      if (result_) break;
+      if (!ch_.open()) throw LinkLost{"connection closed by home"};
+      check_link();
+    }
+    Outstanding o = *outstanding_;
+    outstanding_.reset();
+    msg::FwdResult r = std::move(*result_);
+    result_.reset();
+    if (r.seq != o.seq) throw LinkLost{fmt::format("result {} for call {}", r.seq, o.seq)};
+    if (!r.unserved.empty()) return go_home(r.unserved, o.id);
+    if (r.cancelled) {
+      // Cancelled for a signal we queued: the kernel restarts the call or
+      // fails it with EINTR once the handler is set up. Cancelled because
+      // the process comes home: it re-issues the call there.
+      if (cancel_sent_ && !home_requested_) return answer(o.id, 0, -static_cast<int>(kERestartSys));
+      return go_home(home_reason_.empty() ? "asked home" : home_reason_, o.id);
+    }
+    for (const auto& g : r.regions) {
+      if (!write_body(g.addr, g.data.data(), g.data.size())) return answer(o.id, 0, -EFAULT);
+    }
+    answer_value(o.id, r.value);
+  }
+
+  bool read_body(uint64_t addr, void* out, std::size_t n) {
+    if (n == 0) return true;
+    iovec local{out, n};
+    iovec remote{reinterpret_cast<void*>(addr), n};
+    return ::process_vm_readv(body_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(n);
+  }
+
+  bool write_body(uint64_t addr, const void* in, std::size_t n) {
+    if (n == 0) return true;
+    iovec local{const_cast<void*>(in), n};
+    iovec remote{reinterpret_cast<void*>(addr), n};
+    return ::process_vm_writev(body_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(n);
+  }
+
+  // ---- leaving ----
+
+  // Freezes the body (answering `notif` with a restart so the call is
+  // re-issued at home), sends its image, and ends it once home has it.
+  void go_home(const std::string& reason, std::optional<uint64_t> notif) {
+    Tracee t = Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill});
+    t.request_interrupt();
+    if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
+    t.settle();
+    msg::GoingHome gh{reason, 0, pending_signals()};
+    image::Frozen f = image::capture_stopped(std::move(t));
+    std::vector<std::byte> bytes = image::encode(f.image);
+    f.image.pages.clear();
+    gh.image_bytes = bytes.size();
+    send(gh);
+    for (size_t off = 0; off < bytes.size(); off += msg::kMigChunkBytes) {
+      msg::MigChunk c;
+      auto piece = std::span(bytes).subspan(off, std::min(msg::kMigChunkBytes, bytes.size() - off));
+      c.data.assign(piece.begin(), piece.end());
+      send(c);
+    }
+    bytes = {};
+    msg::HomeDone done;
+    for (;;) {
+      auto body = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(120000)));
+      auto t2 = msg::peek_type(body);
+      if (t2 == msg::Type::home_done) {
+        done = msg::decode<msg::HomeDone>(body);
+        break;
+      }
+      if (t2 != msg::Type::keepalive && t2 != msg::Type::fwd_signal && t2 != msg::Type::come_home)
+        throw LinkLost{fmt::format("unexpected {} while going home", msg::type_name(t2))};
+    }
+    int status = image::kill_frozen(f);
+    body_reaped_ = true;
+    out_.body_status = status;
+    ended_ = true;
+    if (done.ok) {
+      out_.end = BodyOutcome::End::went_home;
+      out_.message = fmt::format("went home: {}", reason);
+    } else {
+      out_.end = BodyOutcome::End::failed;
+      out_.message = fmt::format("going home failed: {}", done.error);
+    }
+  }
+
+  // Signals queued at the stopped body and not yet delivered (blocked, or
+  // relayed from home a moment ago): the home queues them again.
+  std::vector<std::array<std::byte, 128>> pending_signals() {
+    std::vector<std::array<std::byte, 128>> out;
+    for (uint32_t flags : {0u, static_cast<uint32_t>(PTRACE_PEEKSIGINFO_SHARED)}) {
+      siginfo_t si[64];
+      __ptrace_peeksiginfo_args a{0, flags, 64};
+      long n = ::ptrace(PTRACE_PEEKSIGINFO, body_, &a, si);
+      for (long i = 0; i < n; ++i) {
+        std::array<std::byte, 128> b;
+        std::memcpy(b.data(), &si[i], sizeof(siginfo_t));
+        out.push_back(b);
+      }
+    }
+    return out;
+  }
+
+  void body_died() {
+    int status = 0;
+    while (::waitpid(body_, &status, __WALL) < 0 && errno == EINTR) {
+    }
+    body_reaped_ = true;
+    out_.body_status = status;
+    ended_ = true;
+    out_.end = BodyOutcome::End::exited;
+    out_.message = WIFEXITED(status) ? fmt::format("body exited with {}", WEXITSTATUS(status))
+                                     : fmt::format("body killed by signal {}", WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+    try {
+      send(msg::BodyExit{status});
+    } catch (const std::exception& e) {
+      out_.log.push_back(fmt::format("telling home about the body's end: {}", e.what()));
+    }
+  }
+
+  void link_lost(const std::string& why) {
+    if (!ended_) {
+      ended_ = true;
+      out_.end = BodyOutcome::End::link_lost;
+      out_.message = fmt::format("lost home: {}; body killed", why);
+    }
+    if (body_ > 0 && !body_reaped_) {
+      ::kill(body_, SIGKILL);
+      stub_.reset();
+      int status = 0;
+      ::waitpid(body_, &status, __WALL);
+      out_.body_status = status;
+      body_reaped_ = true;
+    }
+    ch_ = Channel{};
+  }
+
+  Channel ch_;
+  BodyOptions o_;
+  std::chrono::milliseconds link_timeout_;
+  msg::MigOffer offer_;
+  std::optional<Tracee> stub_;
+  pid_t body_ = -1;
+  pid_t init_ = -1;
+  bool body_reaped_ = false;
+  image::MiscState misc_;
+  FileDesc listener_, body_pidfd_, relay_;
+  std::optional<Outstanding> outstanding_;
+  std::optional<msg::FwdResult> result_;
+  bool cancel_sent_ = false;
+  bool home_requested_ = false;
+  std::string home_reason_;
+  uint64_t seq_ = 0;
+  bool ended_ = false;
+  Clock::time_point last_sent_{};
+  BodyOutcome out_;
+};
+
+BodyOutcome serve_body(Channel ch, const BodyOptions& options) {
+  BodyServer s(std::move(ch), options);
+  return s.run();
+}
+
+}  // namespace roam::mig

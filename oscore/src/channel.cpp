@@ -1,0 +1,167 @@
+#include "roam/channel.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "roam/error.hpp"
+
+namespace roam {
+
+using Clock = std::chrono::steady_clock;
+
+Channel::Channel(FileDesc fd, std::unique_ptr<SecureStream> stream, size_t max_frame)
+    : fd_(std::move(fd)), stream_(std::move(stream)), in_(max_frame), rbuf_(256 * 1024) {}
+
+void Channel::send(std::span<const std::byte> body) {
+  if (!fd_) throw ChannelError("send on a closed channel");
+  std::vector<std::byte> sealed;
+  if (stream_) {
+    sealed = stream_->seal(body);
+    body = sealed;
+  }
+  uint32_t n = static_cast<uint32_t>(body.size());
+  unsigned char head[4] = {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8),
+                           static_cast<unsigned char>(n >> 16), static_cast<unsigned char>(n >> 24)};
+  iovec iov[2] = {{head, 4}, {const_cast<std::byte*>(body.data()), body.size()}};
+  size_t total = 4 + body.size(), done = 0;
+  while (done < total) {
+    msghdr mh{};
+    iovec cur[2];
+    int cnt = 0;
+    size_t skip = done;
+    for (iovec v : iov) {
+      if (skip >= v.iov_len) {
+        skip -= v.iov_len;
+        continue;
+      }
+      cur[cnt++] = {static_cast<char*>(v.iov_base) + skip, v.iov_len - skip};
+      skip = 0;
+    }
+    mh.msg_iov = cur;
+    mh.msg_iovlen = static_cast<size_t>(cnt);
+    ssize_t w = ::sendmsg(fd_.get(), &mh, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) {
+      pollfd p{fd_.get(), POLLOUT, 0};
+      ::poll(&p, 1, 1000);
+      continue;
+    }
+    if (w < 0) throw ChannelError(fmt::format("connection lost: {}", std::strerror(errno)));
+    done += static_cast<size_t>(w);
+  }
+}
+
+bool Channel::pump() {
+  if (!fd_ || eof_) return false;
+  for (;;) {
+    ssize_t n = ::recv(fd_.get(), rbuf_.data(), rbuf_.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      in_.feed(std::span(rbuf_.data(), static_cast<size_t>(n)));
+      if (static_cast<size_t>(n) < rbuf_.size()) return true;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    eof_ = true;
+    return false;
+  }
+}
+
+bool Channel::pop(std::vector<std::byte>& body) {
+  std::vector<std::byte> raw;
+  if (!in_.pop(raw)) return false;
+  last_heard_ = Clock::now();
+  body = stream_ ? stream_->open(raw) : std::move(raw);
+  return true;
+}
+
+std::vector<std::byte> Channel::recv(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  std::vector<std::byte> body;
+  for (;;) {
+    if (pop(body)) return body;
+    if (eof_) throw ChannelError("connection closed by the peer");
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) throw ChannelError(fmt::format("no answer within {} ms", timeout.count()));
+    pollfd p{fd_.get(), POLLIN, 0};
+    int r = ::poll(&p, 1, static_cast<int>(left));
+    if (r < 0 && errno != EINTR) throw ChannelError(fmt::format("poll: {}", std::strerror(errno)));
+    if (r > 0 && !pump() && in_.buffered() == 0) throw ChannelError("connection closed by the peer");
+  }
+}
+
+namespace {
+
+void set_socket_options(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+// Hello and auth in the clear (both sides send first, then read).
+Channel handshake(FileDesc fd, Role role, const ClusterKey& key, uint32_t self, uint64_t features,
+                  std::chrono::milliseconds timeout, size_t max_frame, uint32_t expected_node, uint32_t* peer) {
+  Handshake hs(role, key, self, features);
+  Channel ch(std::move(fd), nullptr, max_frame);
+  ch.send(hs.hello_body());
+  try {
+    hs.on_peer_hello(ch.recv(timeout));
+  } catch (const wire::DecodeError& e) {
+    throw HandshakeError(e.what());
+  }
+  if (expected_node != 0 && hs.peer_node() != expected_node)
+    throw HandshakeError(fmt::format("dialed node {} but node {} answered", expected_node, hs.peer_node()));
+  if ((hs.peer_features() & features) != features)
+    throw HandshakeError(fmt::format("node {} does not offer migration (features {:#x})", hs.peer_node(),
+                                     hs.peer_features()));
+  ch.send(hs.auth_body());
+  try {
+    hs.on_peer_auth(ch.recv(timeout));
+  } catch (const wire::DecodeError& e) {
+    throw HandshakeError(e.what());
+  }
+  if (peer) *peer = hs.peer_node();
+  // Frames the peer sealed right after its auth may already sit in the
+  // assembler: they are opened with the stream from here on.
+  ch.seal_with(std::make_unique<SecureStream>(hs.stream()));
+  return ch;
+}
+
+}  // namespace
+
+Channel dial_channel(const std::string& address, uint16_t port, const ClusterKey& key, uint32_t self,
+                     uint32_t expected_node, uint64_t features, std::chrono::milliseconds timeout,
+                     size_t max_frame) {
+  socklen_t len = 0;
+  auto sa = parse_sockaddr(address, port, &len);
+  if (!sa) throw UserError(fmt::format("bad address {}", address));
+  FileDesc fd(check_sys(::socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), "socket"));
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&*sa), len) != 0 && errno != EINPROGRESS)
+    throw ChannelError(fmt::format("connect to {}:{}: {}", address, port, std::strerror(errno)));
+  pollfd p{fd.get(), POLLOUT, 0};
+  int r;
+  do r = ::poll(&p, 1, static_cast<int>(timeout.count()));
+  while (r < 0 && errno == EINTR);
+  if (r == 0) throw ChannelError(fmt::format("connect to {}:{}: timed out", address, port));
+  int err = 0;
+  socklen_t el = sizeof err;
+  ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &el);
+  if (err != 0) throw ChannelError(fmt::format("connect to {}:{}: {}", address, port, std::strerror(err)));
+  set_socket_options(fd.get());
+  return handshake(std::move(fd), Role::client, key, self, features, timeout, max_frame, expected_node, nullptr);
+}
+
+Channel accept_channel(FileDesc fd, const ClusterKey& key, uint32_t self, uint64_t features,
+                       std::chrono::milliseconds timeout, size_t max_frame, uint32_t* peer_node) {
+  set_socket_options(fd.get());
+  return handshake(std::move(fd), Role::server, key, self, features, timeout, max_frame, 0, peer_node);
+}
+
+}  // namespace roam

@@ -1,0 +1,613 @@
+// The home half of a migration: see migration.hpp.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <optional>
+#include <unordered_map>
+
+#include "roam/capture.hpp"
+#include "roam/cpu_features.hpp"
+#include "roam/error.hpp"
+#include "roam/image_codec.hpp"
+#include "roam/log.hpp"
+#include "roam/mig_messages.hpp"
+#include "roam/mig_util.hpp"
+#include "roam/migration.hpp"
+#include "roam/remote_syscall.hpp"
+#include "roam/restore.hpp"
+
+namespace roam::mig {
+
+using Clock = std::chrono::steady_clock;
+using ptrace::KernelSigaction;
+using ptrace::Regs;
+using ptrace::RemotePtr;
+using ptrace::RemoteSyscalls;
+using ptrace::ScratchMem;
+
+namespace {
+
+constexpr std::size_t kMaxIo = std::size_t{1} << 20;   // one fast-path transfer at most
+constexpr int kSignalPollMs = 1;                        // see forward_signals()
+constexpr uint64_t kMirrorLimit = uint64_t{64} << 20;   // mirrored pages kept in the deputy
+constexpr uint64_t kPage = 4096;
+
+std::chrono::microseconds us(Clock::duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d); }
+
+// The link is gone or unusable: the deputy must end.
+struct LinkLost {
+  std::string why;
+};
+
+}  // namespace
+
+class HomeAgent::Impl {
+ public:
+  Impl(pid_t pid, HomeOptions o) : pid_(pid), o_(o) {}
+
+  ~Impl() {
+    // A deputy still frozen here never got a body (move_out failed) or lost
+    // it: Frozen's destructor detaches a live one, which then runs on.
+  }
+
+  MoveStats move_out(Channel ch) {
+    MoveStats st;
+    try {
+      frozen_.emplace(image::capture(pid_));
+      st.capture = us(Clock::now() - frozen_->frozen_at);
+      original_misc_ = frozen_->image.misc;
+      id_ = identity_of(pid_);
+      pidfd_ = pidfd_of(pid_);
+      for (const auto& p : frozen_->image.pages) st.page_bytes += p.bytes.size();
+      std::vector<std::byte> bytes = image::encode(frozen_->image);
+      frozen_->image.pages.clear();
+      frozen_->image.pages.shrink_to_fit();
+      st.image_bytes = bytes.size();
+
+      msg::MigOffer offer;
+      offer.home_node = o_.self_node;
+      offer.home_pid = pid_;
+      offer.ppid = id_.ppid;
+      offer.uid = static_cast<uint32_t>(id_.uid);
+      offer.euid = static_cast<uint32_t>(id_.euid);
+      offer.gid = static_cast<uint32_t>(id_.gid);
+      offer.egid = static_cast<uint32_t>(id_.egid);
+      wire::Writer cw;
+      host_cpu_features().encode(cw);
+      offer.cpu = cw.take();
+      offer.image_bytes = bytes.size();
+      offer.link_timeout_ms = static_cast<uint32_t>(o_.link_timeout.count());
+      auto sent_at = Clock::now();
+      offer.monotonic_ns = clock_ns(CLOCK_MONOTONIC);
+      offer.boottime_ns = clock_ns(CLOCK_BOOTTIME);
+      ch.send_msg(offer);
+      send_chunks(ch, bytes);
+      bytes = {};
+
+      auto reply = ch.recv(std::max(o_.link_timeout, std::chrono::milliseconds(120000)));
+      if (msg::peek_type(reply) == msg::Type::mig_refused)
+        throw UserError(msg::decode<msg::MigRefused>(reply).reason);
+      auto ready = msg::decode<msg::MigReady>(reply);
+      st.restore_us = ready.restore_us;
+      st.transfer = us(Clock::now() - sent_at);
+      ch.send_msg(msg::MigGo{});
+      st.freeze = us(Clock::now() - frozen_->frozen_at);
+    } catch (...) {
+      frozen_.reset();  // detaches: the process runs on at home
+      pidfd_.reset();
+      throw;
+    }
+    ch_ = std::move(ch);
+    deputy_ = &frozen_->tracee;
+    last_sent_ = Clock::now();
+    try {
+      release_memory();
+    } catch (const std::exception& e) {
+      log_.push_back(fmt::format("releasing the deputy's memory failed: {}", e.what()));
+    }
+    st.deputy_rss_kib = rss_kib(pid_);
+    return st;
+  }
+
+  HomeOutcome serve(int extra_fd, const std::function<void()>& on_extra) {
+    out_ = HomeOutcome{};
+    extra_fd_ = extra_fd;
+    on_extra_ = on_extra;
+    ended_ = false;
+    try {
+      while (!ended_) step(-1);
+    } catch (const LinkLost& l) {
+      link_lost(l.why);
+    } catch (const ChannelError& e) {
+      link_lost(e.what());
+    } catch (const wire::DecodeError& e) {
+      link_lost(fmt::format("garbled message from the body's node: {}", e.what()));
+    } catch (const ptrace::TraceeDied&) {
+      deputy_gone();
+    } catch (const std::exception& e) {
+      fail(e.what());
+    }
+    out_.log.insert(out_.log.begin(), log_.begin(), log_.end());
+    log_.clear();
+    return std::move(out_);
+  }
+
+  void come_home(const std::string& reason) {
+    if (come_home_sent_ || !ch_.open()) return;
+    ch_.send_msg(msg::ComeHome{reason});
+    last_sent_ = Clock::now();
+    come_home_sent_ = true;
+  }
+
+ private:
+  enum class Wait { ready, cancelled, ended };
+
+  static void send_chunks(Channel& ch, std::span<const std::byte> bytes) {
+    for (size_t off = 0; off < bytes.size(); off += msg::kMigChunkBytes) {
+      msg::MigChunk c;
+      auto piece = bytes.subspan(off, std::min(msg::kMigChunkBytes, bytes.size() - off));
+      c.data.assign(piece.begin(), piece.end());
+      ch.send_msg(c);
+    }
+  }
+
+  // One round of the loop: wait for something, handle it. With `waiting_fd`
+  // >= 0 (a forwarded call waits for it to become readable) says what ended
+  // the wait, or nothing to go on waiting.
+  std::optional<Wait> step(int waiting_fd, uint64_t seq = 0) {
+    pollfd p[4] = {{ch_.fd(), POLLIN, 0},
+                   {pidfd_.get(), POLLIN, 0},
+                   {extra_fd_, POLLIN, 0},
+                   {waiting_fd, POLLIN, 0}};
+    int n = ::poll(p, 4, kSignalPollMs);
+    if (n < 0 && errno != EINTR) throw SysError("poll", errno);
+    if (n < 0) return std::nullopt;
+    if (p[1].revents != 0) {
+      deputy_gone();
+      return Wait::ended;
+    }
+    // A signal sent home before the data a forwarded read waits for reaches
+    // the body before that read returns: look whenever the data is there.
+    forward_signals(waiting_fd >= 0 && p[3].revents != 0);
+    if (ended_) return Wait::ended;
+    if (p[2].revents != 0 && on_extra_) on_extra_();
+    if (p[0].revents != 0) ch_.pump();
+    std::vector<std::byte> body;
+    while (!ended_) {
+      if (waiting_fd >= 0) {
+        // Only a cancel of this call matters now; the rest waits its turn.
+        if (!ch_.pop(body)) break;
+        msg::Type t = msg::peek_type(body);
+        if (t == msg::Type::fwd_cancel && msg::decode<msg::FwdCancel>(body).seq == seq) return Wait::cancelled;
+        if (t != msg::Type::keepalive && t != msg::Type::fwd_cancel) pending_.push_back(std::move(body));
+        continue;
+      }
+      if (!pending_.empty()) {
+        body = std::move(pending_.front());
+        pending_.pop_front();
+      } else if (!ch_.pop(body)) {
+        break;
+      }
+      handle(body);
+    }
+    if (ended_) return Wait::ended;
+    // While a call waits, only the body's end (or a protocol slip) can come
+    // from its side: stop waiting and let the main loop handle it.
+    if (waiting_fd >= 0 && !pending_.empty()) return Wait::cancelled;
+    if (!ch_.open() && pending_.empty()) throw LinkLost{"connection closed by the body's node"};
+    auto now = Clock::now();
+    if (now - ch_.last_heard() > o_.link_timeout)
+      throw LinkLost{fmt::format("no word from the body's node for {} ms", o_.link_timeout.count())};
+    if (now - last_sent_ > o_.link_timeout / 4) {
+      ch_.send_msg(msg::Keepalive{});
+      last_sent_ = now;
+    }
+    if (waiting_fd >= 0 && come_home_sent_) return Wait::cancelled;
+    if (waiting_fd >= 0 && p[3].revents != 0) return Wait::ready;
+    return std::nullopt;
+  }
+
+  void send(const auto& m) {
+    ch_.send_msg(m);
+    last_sent_ = Clock::now();
+  }
+
+  void handle(std::vector<std::byte>& body) {
+    switch (msg::peek_type(body)) {
+      case msg::Type::fwd_call: {
+        auto call = msg::decode<msg::FwdCall>(body);
+        msg::FwdResult r = execute(call);
+        if (!ended_) send(r);
+        return;
+      }
+      case msg::Type::body_exit:
+        return body_ended(msg::decode<msg::BodyExit>(body).status);
+      case msg::Type::going_home:
+        return receive_home(msg::decode<msg::GoingHome>(body));
+      case msg::Type::keepalive:
+      case msg::Type::fwd_cancel:  // for a call already answered
+        return;
+      default:
+        throw LinkLost{fmt::format("unexpected {} message from the body's node", msg::type_name(msg::peek_type(body)))};
+    }
+  }
+
+  // ---- forwarded calls ----
+
+  msg::FwdResult execute(const msg::FwdCall& c) {
+    ++out_.served[syscall_name(c.nr)];
+    msg::FwdResult r;
+    r.seq = c.seq;
+    const auto& a = c.args;
+    switch (c.nr) {
+      case SYS_read:
+      case SYS_pread64: {
+        int fd = deputy_fd(a[0]);
+        if (fd < 0) {
+          r.value = fd;
+          return r;
+        }
+        if (c.nr == SYS_read && (::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0) {
+          Wait w = wait_readable(fd, c.seq);
+          if (w != Wait::ready) {
+            r.cancelled = true;
+            return r;
+          }
+        }
+        std::vector<std::byte> buf(std::min<uint64_t>(a[2], kMaxIo));
+        ssize_t n = c.nr == SYS_read ? ::read(fd, buf.data(), buf.size())
+                                     : ::pread(fd, buf.data(), buf.size(), static_cast<off_t>(a[3]));
+        if (n < 0) {
+          r.value = -errno;
+          return r;
+        }
+        buf.resize(static_cast<size_t>(n));
+        r.value = n;
+        if (n > 0) r.regions.push_back({a[1], static_cast<uint64_t>(n), static_cast<uint8_t>(msg::RegionDir::out), std::move(buf)});
+        return r;
+      }
+      case SYS_write:
+      case SYS_pwrite64: {
+        int fd = deputy_fd(a[0]);
+        if (fd < 0) {
+          r.value = fd;
+          return r;
+        }
+        std::span<const std::byte> data;
+        for (const auto& g : c.regions)
+          if (g.addr == a[1]) data = g.data;
+        if (data.size() != a[2] && a[2] != 0) break;  // not the shape we know: generic path
+        ssize_t n = c.nr == SYS_write ? ::write(fd, data.data(), data.size())
+                                      : ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(a[3]));
+        r.value = n < 0 ? -errno : n;
+        return r;
+      }
+      default:
+        break;
+    }
+    generic(c, r);
+    switch (c.nr) {
+      case SYS_close:
+        cache_.erase(static_cast<int>(a[0]));
+        break;
+      case SYS_dup2:
+      case SYS_dup3:
+        cache_.erase(static_cast<int>(a[1]));
+        break;
+      case SYS_close_range:
+        for (auto it = cache_.begin(); it != cache_.end();)
+          it = (static_cast<uint64_t>(it->first) >= a[0] && static_cast<uint64_t>(it->first) <= a[1]) ? cache_.erase(it) : std::next(it);
+        break;
+      default:
+        // A new descriptor number cannot be in the cache (its number was
+        // free), but be safe with calls that return one.
+        if (r.value >= 0 && r.value < (1 << 20)) cache_.erase(static_cast<int>(r.value));
+        break;
+    }
+    return r;
+  }
+
+  // The call itself, injected into the deputy with the body's own argument
+  // registers: its memory arguments point at pages mirrored at the same
+  // addresses, filled with what the body holds there.
+  void generic(const msg::FwdCall& c, msg::FwdResult& r) {
+    RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
+    uint64_t need = 0;
+    for (const auto& g : c.regions) need += g.len;
+    if (mirrored_ + need > kMirrorLimit) drop_mirror(rs);
+    for (const auto& g : c.regions) {
+      if (!mirror(rs, g.addr, g.len)) {
+        r.unserved = fmt::format("{} at home: cannot mirror {:#x}+{} in the deputy", syscall_name(c.nr), g.addr, g.len);
+        return;
+      }
+    }
+    for (const auto& g : c.regions)
+      if (!g.data.empty()) deputy_->write_mem(RemotePtr<void>(g.addr), g.data);
+    r.value = rs.syscall_args(c.nr, c.args);
+    for (const auto& g : c.regions) {
+      if ((g.dir & static_cast<uint8_t>(msg::RegionDir::out)) == 0) continue;
+      msg::FwdRegion o{g.addr, g.len, g.dir, std::vector<std::byte>(g.len)};
+      deputy_->read_mem(RemotePtr<void>(g.addr), o.data);
+      r.regions.push_back(std::move(o));
+    }
+  }
+
+  bool mirror(RemoteSyscalls& rs, uint64_t addr, uint64_t len) {
+    if (len == 0) return true;
+    uint64_t a = addr & ~(kPage - 1), b = (addr + len + kPage - 1) & ~(kPage - 1);
+    while (a < b) {
+      auto it = mirror_.upper_bound(a);
+      if (it != mirror_.begin()) {
+        auto prev = std::prev(it);
+        if (prev->second > a) {
+          a = prev->second;
+          continue;
+        }
+      }
+      uint64_t end = b;
+      if (it != mirror_.end() && it->first < end) end = it->first;
+      long rc = rs.syscall(SYS_mmap, a, end - a, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+      if (rc != static_cast<long>(a)) {
+        if (rc > 0) rs.syscall(SYS_munmap, rc, end - a);
+        return false;
+      }
+      mirror_[a] = end;
+      mirrored_ += end - a;
+      a = end;
+    }
+    return true;
+  }
+
+  void drop_mirror(RemoteSyscalls& rs) {
+    for (auto [a, b] : mirror_) rs.syscall(SYS_munmap, a, b - a);
+    mirror_.clear();
+    mirrored_ = 0;
+  }
+
+  // Everything but the vDSO pages goes: the deputy only ever runs injected
+  // calls from now on, and those find their memory mirrored on demand.
+  void release_memory() {
+    if (const auto& rseq = frozen_->image.rseq) {
+      // With its rseq area gone the kernel would SIGSEGV the deputy on the
+      // way back to user mode; coming home registers it again.
+      RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
+      rs.checked_syscall("rseq(UNREGISTER) in the deputy", SYS_rseq, rseq->addr, rseq->len, 1, rseq->signature);
+    }
+    {
+      RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
+      for (const auto& iv : frozen_->image.vmas) {
+        switch (iv.vma.kind) {
+          case image::VmaKind::vdso:
+          case image::VmaKind::vvar:
+          case image::VmaKind::vvar_vclock:
+          case image::VmaKind::vsyscall:
+            continue;
+          default:
+            rs.syscall(SYS_munmap, iv.vma.start, iv.vma.end - iv.vma.start);
+        }
+      }
+    }
+    // Injections must not take their scratch space from the old stack
+    // pointer, which may now be a mirrored page of the body's.
+    Regs r = deputy_->regs();
+    r.rsp = 0;
+    deputy_->set_regs(r);
+  }
+
+  int deputy_fd(uint64_t arg) {
+    int fd = static_cast<int>(arg);
+    if (fd < 0) return -EBADF;
+    auto it = cache_.find(fd);
+    if (it != cache_.end()) return it->second.get();
+    int mine = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd_.get(), fd, 0));
+    if (mine < 0) return -errno;
+    return cache_.emplace(fd, FileDesc(mine)).first->second.get();
+  }
+
+  Wait wait_readable(int fd, uint64_t seq) {
+    for (;;) {
+      if (std::optional<Wait> w = step(fd, seq)) return *w;
+    }
+  }
+
+  // ---- signals ----
+
+  // Signals sent to the home pid. The deputy sits in a ptrace interrupt-stop,
+  // where a new signal only becomes pending: the kernel reports nothing to
+  // the tracer until the tracee runs. So we look at the deputy's queues with
+  // PTRACE_PEEKSIGINFO (nothing dequeued) every kSignalPollMs, and for each
+  // signal let the deputy go with every signal unblocked: the kernel
+  // dequeues it into a signal-delivery-stop where we take its siginfo; an
+  // interrupt then drops it before any user instruction runs.
+  void forward_signals(bool now_anyway = false) {
+    if (ended_ || deputy_ == nullptr) return;
+    auto now = Clock::now();
+    if (now < next_signal_check_ && !now_anyway) return;
+    next_signal_check_ = now + std::chrono::milliseconds(kSignalPollMs);
+    for (int round = 0; round < 4096 && deputy_has_pending(); ++round) {
+      auto& d = *deputy_;
+      uint64_t mask = d.signal_mask();
+      d.set_signal_mask(0);
+      d.resume_as(ptrace::Resume::cont, 0);
+      ptrace::Stop s = d.wait_stop();
+      std::optional<siginfo_t> info;
+      if (s.kind == ptrace::StopKind::signal_delivery) info = d.siginfo();
+      d.reinterrupt();
+      d.set_signal_mask(mask);
+      if (!info) continue;
+      msg::FwdSignal m;
+      std::memcpy(m.siginfo.data(), &*info, sizeof(siginfo_t));
+      send(m);
+      ++out_.signals_forwarded;
+    }
+  }
+
+  bool deputy_has_pending() {
+    for (uint32_t flags : {0u, static_cast<uint32_t>(PTRACE_PEEKSIGINFO_SHARED)}) {
+      __ptrace_peeksiginfo_args a{0, flags, 1};
+      siginfo_t si{};
+      if (::ptrace(PTRACE_PEEKSIGINFO, pid_, &a, &si) > 0) return true;
+    }
+    return false;
+  }
+
+  // ---- ends ----
+
+  void deputy_gone() {
+    if (ended_) return;
+    ended_ = true;
+    int status = -1;
+    if (deputy_->death_status()) {
+      status = *deputy_->death_status();
+    } else {
+      try {
+        deputy_->signal_mask();  // ESRCH: collects the death
+      } catch (const ptrace::TraceeDied& e) {
+        status = e.wait_status();
+      } catch (const std::exception&) {
+      }
+    }
+    out_.end = HomeOutcome::End::deputy_died;
+    out_.deputy_status = status;
+    out_.message = fmt::format("deputy {} was killed (status {:#x}); its body is stopped", pid_, status);
+    ch_ = Channel{};  // the body's agent sees the link close and kills the body
+  }
+
+  void link_lost(const std::string& why) {
+    if (ended_) return;
+    ended_ = true;
+    out_.end = HomeOutcome::End::link_lost;
+    out_.message = fmt::format("process {} lost its body: {}; the deputy is killed", pid_, why);
+    ch_ = Channel{};
+    try {
+      out_.deputy_status = image::kill_frozen(*frozen_);
+    } catch (const std::exception& e) {
+      ::kill(pid_, SIGKILL);
+      out_.log.push_back(fmt::format("killing the deputy: {}", e.what()));
+    }
+  }
+
+  void fail(const std::string& why) {
+    if (ended_) return;
+    log_.push_back(fmt::format("fatal: {}", why));
+    link_lost(why);
+    out_.end = HomeOutcome::End::failed;
+  }
+
+  // The deputy ends as the body did: exit_group(code), or the same signal
+  // with its default action, from the vDSO's syscall instruction.
+  void body_ended(int status) {
+    auto& deputy = *deputy_;
+    std::optional<RemotePtr<void>> insn = RemoteSyscalls::find_syscall_in_vdso(deputy);
+    if (!insn) throw SysError("no syscall instruction in the deputy's vDSO", ENOENT);
+    Regs r{};
+    if (WIFEXITED(status)) {
+      r = deputy.regs();
+      r.rax = SYS_exit_group;
+      r.rdi = static_cast<uint64_t>(WEXITSTATUS(status));
+    } else {
+      int sig = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+      if (sig != SIGKILL && sig != SIGSTOP) {
+        RemoteSyscalls rs(deputy, ptrace::SyscallSite::vdso);
+        ScratchMem act = ScratchMem::holding(rs, KernelSigaction{});
+        rs.checked_syscall("rt_sigaction(SIG_DFL) in the deputy", SYS_rt_sigaction, sig, act.get(), nullptr, 8);
+      }
+      deputy.set_signal_mask(deputy.signal_mask() & ~(uint64_t{1} << (sig - 1)));
+      r = deputy.regs();
+      r.rax = SYS_tgkill;
+      r.rdi = static_cast<uint64_t>(deputy.tgid());
+      r.rsi = static_cast<uint64_t>(deputy.tid());
+      r.rdx = static_cast<uint64_t>(sig);
+    }
+    r.orig_rax = ~uint64_t{0};
+    r.rip = insn->addr();
+    deputy.set_regs(r);
+    deputy.detach();
+    ended_ = true;
+    out_.end = HomeOutcome::End::exited;
+    out_.deputy_status = status;
+    out_.message = WIFEXITED(status) ? fmt::format("process {} exited with {} away from home", pid_, WEXITSTATUS(status))
+                                     : fmt::format("process {} was killed by signal {} away from home", pid_,
+                                                   WIFSIGNALED(status) ? WTERMSIG(status) : -1);
+  }
+
+  void receive_home(const msg::GoingHome& gh) {
+    std::vector<std::byte> bytes;
+    bytes.reserve(gh.image_bytes);
+    while (bytes.size() < gh.image_bytes) {
+      auto chunk = ch_.recv_msg<msg::MigChunk>(o_.link_timeout);
+      bytes.insert(bytes.end(), chunk.data.begin(), chunk.data.end());
+    }
+    if (bytes.size() != gh.image_bytes) throw LinkLost{"the body's image came home with the wrong size"};
+    try {
+      image::ProcessImage img = image::decode(bytes);
+      bytes = {};
+      img.misc = original_misc_;
+      mirror_.clear();
+      mirrored_ = 0;
+      restore::restore_into(*deputy_, img);
+    } catch (const std::exception& e) {
+      send(msg::HomeDone{false, e.what()});
+      throw LinkLost{fmt::format("restoring the body at home failed: {}", e.what())};
+    }
+    for (const auto& raw : gh.pending_signals) {
+      siginfo_t info;
+      std::memcpy(&info, raw.data(), sizeof info);
+      if (info.si_code >= 0 || info.si_code == SI_TKILL) info.si_code = SI_QUEUE;
+      ::syscall(SYS_rt_tgsigqueueinfo, pid_, pid_, info.si_signo, &info);
+    }
+    send(msg::HomeDone{true, {}});
+    cache_.clear();
+    deputy_->detach();
+    deputy_ = nullptr;
+    frozen_.reset();
+    pidfd_.reset();
+    ch_ = Channel{};
+    ended_ = true;
+    out_.end = HomeOutcome::End::home;
+    out_.message = gh.reason;
+  }
+
+  pid_t pid_;
+  HomeOptions o_;
+  std::optional<image::Frozen> frozen_;
+  image::MiscState original_misc_;
+  Identity id_;
+  FileDesc pidfd_;
+  Channel ch_;
+  ptrace::Tracee* deputy_ = nullptr;
+  std::unordered_map<int, FileDesc> cache_;  // deputy fd number -> our copy
+  std::map<uint64_t, uint64_t> mirror_;      // mirrored page ranges in the deputy
+  uint64_t mirrored_ = 0;
+  std::deque<std::vector<std::byte>> pending_;
+  int extra_fd_ = -1;
+  std::function<void()> on_extra_;
+  bool ended_ = false;
+  bool come_home_sent_ = false;
+  Clock::time_point last_sent_{};
+  Clock::time_point next_signal_check_{};
+  HomeOutcome out_;
+  std::vector<std::string> log_;
+};
+
+HomeAgent::HomeAgent(pid_t pid, HomeOptions options) : impl_(std::make_unique<Impl>(pid, options)), pid_(pid) {}
+HomeAgent::~HomeAgent() = default;
+MoveStats HomeAgent::move_out(Channel ch) { return impl_->move_out(std::move(ch)); }
+HomeOutcome HomeAgent::serve(int extra_fd, const std::function<void()>& on_extra) {
+  return impl_->serve(extra_fd, on_extra);
+}
+void HomeAgent::come_home(const std::string& reason) { impl_->come_home(reason); }
+
+}  // namespace roam::mig
