@@ -487,6 +487,20 @@ class BodyServer {
         return answer_continue(id);
       case SYS_mmap:
         return go_home("mmap of a file", id);
+      case SYS_kill:
+      case SYS_tkill:
+      case SYS_rt_sigqueueinfo:
+        // To itself: in its PID namespace the body's pid is the home pid,
+        // so the kernel here delivers it at once, as raise() and abort()
+        // need (a round trip home would deliver it too late).
+        if (o_.namespaces && static_cast<pid_t>(args[0]) == offer_.home_pid) return answer_continue(id);
+        break;
+      case SYS_tgkill:
+      case SYS_rt_tgsigqueueinfo:
+        if (o_.namespaces && static_cast<pid_t>(args[0]) == offer_.home_pid &&
+            static_cast<pid_t>(args[1]) == offer_.home_pid)
+          return answer_continue(id);
+        break;
       default:
         break;
     }

@@ -70,11 +70,13 @@ void encode_fields(wire::Writer& w, const MigrateReply& m) {
   w.boolean(m.ok);
   w.str(m.message);
   w.str(m.agent_socket);
+  w.u32(m.node);
 }
 void decode_fields(wire::Reader& r, MigrateReply& m) {
   m.ok = r.boolean();
   m.message = r.str(4096);
   m.agent_socket = r.str(4096);
+  m.node = r.u32();
 }
 
 void encode_fields(wire::Writer& w, const MigOffer& m) {

@@ -67,3 +67,65 @@ node_state() {
 all_up_at() {
   [ "$(json_get "$1" "sum(1 for n in s['nodes'] if n['known'] and n['up'])")" = "$2" ]
 }
+
+# job_start NODE NAME CMD...: runs CMD as a roam job on NODE in the
+# background, stdout and stderr to NAME.out, its exit status (as its parent
+# shell sees it) to NAME.status; prints its pid (in the node's namespace).
+job_start() {
+  _js_node=$1
+  _js_name=$2
+  shift 2
+  rm -f "$_js_name.pid" "$_js_name.status"
+  on_node "$_js_node" sh -c 'out=$1; shift; mosrun "$@" >"$out.out" 2>&1 & echo $! >"$out.pid"; wait $!; echo $? >"$out.status"' \
+    sh "$PWD/$_js_name" "$@" </dev/null >/dev/null 2>&1 &
+  retry 200 0.05 test -s "$_js_name.pid" || atf_fail "job $_js_name did not start"
+  cat "$_js_name.pid"
+}
+
+# wait_line FILE REGEX [TRIES]: waits (0.05 s a try, 400 by default) until
+# a line of FILE matches REGEX.
+wait_line() {
+  retry "${3:-400}" 0.05 grep -Eq "$2" "$1" 2>/dev/null || {
+    echo "--- $1:"
+    cat "$1" 2>/dev/null
+    atf_fail "no line matching '$2' in $1"
+  }
+}
+
+# job_status NAME [TRIES]: waits for the job's exit status and prints it.
+job_status() {
+  retry "${2:-600}" 0.05 test -s "$1.status" || atf_fail "job $1 did not end"
+  cat "$1.status"
+}
+
+# where NODE PID: the node where mosps of NODE says PID runs.
+where() {
+  on_node "$1" mosps --json | python3 -c "import json,sys; print(next(p['where'] for p in json.load(sys.stdin) if p['pid']==$2))"
+}
+
+# migrate_ok NODE PID TARGET: migrate, which must succeed, then mosps must agree.
+migrate_ok() {
+  on_node "$1" migrate "$2" "$3" >>migrate.log 2>&1 || {
+    cat migrate.log
+    atf_fail "migrate $2 $3 failed"
+  }
+  _mo_want=$3
+  [ "$_mo_want" = home ] && _mo_want=$1
+  _mo_want=${_mo_want#node}
+  [ "$(where "$1" "$2")" = "$_mo_want" ] || atf_fail "mosps does not show $2 at node $_mo_want"
+}
+
+# body_pid NODE: the pid of the (one) body running as nobody on NODE.
+body_pid() {
+  on_node "$1" ps -eo pid=,user= | awk '$2 == "nobody" { print $1; exit }'
+}
+
+# expect_status NAME WANT [TRIES]: the job ends with exit status WANT.
+expect_status() {
+  _es=$(job_status "$1" "${3:-600}")
+  [ "$_es" = "$2" ] || {
+    echo "--- $1.out:"
+    cat "$1.out" 2>/dev/null
+    atf_fail "job $1 ended with status $_es, not $2"
+  }
+}

@@ -9,7 +9,10 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +25,7 @@
 #include "roam/error.hpp"
 #include "roam/image_migratable.hpp"
 #include "roam/log.hpp"
+#include "roam/mig_messages.hpp"
 
 namespace roam::mosd {
 namespace {
@@ -149,6 +153,138 @@ void Daemon::accept_peer() {
   });
 }
 
+// Migration connections come to the peer port + 1; each is handed, before
+// any byte is read, to a remote agent of its own that authenticates it and
+// receives the process.
+void Daemon::listen_migration() {
+  const NodeSpec& me = *cfg_.find(self_);
+  socklen_t len = 0;
+  auto addr = parse_sockaddr(me.address, static_cast<uint16_t>(me.port + 1), &len);
+  ROAM_ASSERT(addr.has_value(), "config parser let through a bad address");
+  migration_listener_ = FileDesc(check_sys(::socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+  int one = 1;
+  setsockopt(migration_listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(migration_listener_.get(), reinterpret_cast<sockaddr*>(&*addr), len) != 0)
+    throw UserError(fmt::format("cannot listen for migrations on {}:{} (node {}): {}", me.address, me.port + 1,
+                                self_, std::strerror(errno)));
+  check_sys(::listen(migration_listener_.get(), 64), "listen");
+  accept_migration();
+}
+
+void Daemon::accept_migration() {
+  loop_.accept(migration_listener_.get(), [this](int fd) {
+    if (fd >= 0) {
+      FileDesc conn(fd);
+      sockaddr_storage ss{};
+      socklen_t sl = sizeof ss;
+      getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
+      try {
+        pid_t agent = spawn_agent({"remote", "--fd", "3"}, conn.get());
+        log_info("migration from {}: remote agent {}", describe(ss), agent);
+      } catch (const std::exception& e) {
+        log_warn("migration from {} refused: {}", describe(ss), e.what());
+      }
+    } else if (fd != -EINTR) {
+      log_warn("accepting a migration failed: {}", std::strerror(-fd));
+    }
+    accept_migration();
+  });
+}
+
+// fork + exec of roam-agent (next to mosd) with the daemon's map, key and
+// node; `keep_fd` becomes its fd 3. The agent dies with mosd: a body must
+// not outlive its node's daemon, nor a deputy's server its home's.
+pid_t Daemon::spawn_agent(const std::vector<std::string>& args, int keep_fd) {
+  static constexpr size_t kMaxAgents = 1024;
+  if (agents_.size() >= kMaxAgents) throw UserError(fmt::format("{} migration agents already run here", kMaxAgents));
+  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "roam-agent";
+  std::vector<std::string> argv = {exe.string()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  for (const std::string& a : {std::string("--config"), opts_.config.string(), std::string("--key"), opts_.key.string(),
+                               std::string("--node"), std::to_string(self_), std::string("--state-dir"),
+                               opts_.state_dir.string()})
+    argv.push_back(a);
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) throw SysError("fork (roam-agent)", errno);
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (keep_fd >= 0) {
+      if (::dup2(keep_fd, 3) < 0) ::_exit(1);
+    } else {
+      ::close(3);
+    }
+    ::syscall(SYS_close_range, 4, ~0u, 0);  // the ring's fd is not close-on-exec
+    ::execv(cargv[0], cargv.data());
+    ::_exit(127);
+  }
+  agents_.insert(pid);
+  return pid;
+}
+
+void Daemon::reap_agents() {
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) return;
+    agents_.erase(pid);
+    if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 1))
+      log_warn("migration agent {} ended with status {:#x}", pid, status);
+  }
+}
+
+msg::MigrateReply Daemon::migrate(const msg::MigrateRequest& req, uid_t peer_uid) {
+  if (!jobs_) throw UserError(jobs_error_);
+  if (req.pid <= 0) throw UserError(fmt::format("bad pid {}", req.pid));
+  bool ours = false;
+  for (const auto& p : jobs_->processes()) ours = ours || p.pid == req.pid;
+  if (!ours) throw UserError(fmt::format("process {} is not a roam job of node {} (start it with mosrun)", req.pid, self_));
+  struct stat st {};
+  if (::stat(fmt::format("/proc/{}", req.pid).c_str(), &st) != 0)
+    throw UserError(fmt::format("process {} is gone", req.pid));
+  if (peer_uid != 0 && peer_uid != st.st_uid)
+    throw UserError(fmt::format("process {} belongs to another user", req.pid));
+
+  msg::MigrateReply r;
+  uint32_t node = 0;
+  const std::string& t = req.target;
+  if (t == "home") {
+    node = 0;
+  } else {
+    std::string digits = t.rfind("node", 0) == 0 ? t.substr(4) : t;
+    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9)
+      throw UserError(fmt::format("'{}' is not a node: give a number, nodeN, or home", t));
+    node = static_cast<uint32_t>(std::stoul(digits));
+    if (!cfg_.find(node)) throw UserError(fmt::format("node {} is not in the cluster map", node));
+    if (node == self_) node = 0;
+  }
+  auto sock = agent_dir() / fmt::format("{}.sock", req.pid);
+  bool away = std::filesystem::exists(sock);
+  if (!away && node == 0) {
+    r.ok = true;
+    r.message = fmt::format("process {} is already at home (node {})", req.pid, self_);
+    return r;
+  }
+  if (!away) {
+    if (auto can = image::migratable(req.pid); !can)
+      throw UserError(fmt::format("process {} cannot move: {}", req.pid, can.reason));
+    std::filesystem::create_directories(agent_dir());
+    ::unlink(sock.c_str());
+    spawn_agent({"home", "--pid", std::to_string(req.pid), "--socket", sock.string()}, -1);
+  }
+  r.ok = true;
+  r.agent_socket = sock.string();
+  r.node = node;
+  return r;
+}
+
 void Daemon::listen_control() {
   std::filesystem::create_directories(opts_.state_dir);
   auto path = opts_.state_dir / "mosd.sock";
@@ -214,6 +350,7 @@ void Daemon::schedule_sampling() {
 
 void Daemon::sample() {
   meter_.sample(count_runnable_tasks(), usable_cpus());
+  reap_agents();
   if (jobs_) {
     proc_count_ = static_cast<uint32_t>(jobs_->count());
     jobs_->sweep();
@@ -358,10 +495,17 @@ msg::PsReply Daemon::ps() {
     i.where = self_;
     i.state = "home";
     i.command = p.command;
-    // Why it is here: until migration lands every job stays home; say when
-    // it could not move even if asked.
-    auto can = image::migratable(p.pid);
-    i.reason = can ? "started here" : "cannot move: " + can.reason;
+    // Where its agent says it is (written after every move).
+    std::ifstream where(agent_dir() / fmt::format("{}.where", p.pid));
+    uint32_t node = 0;
+    if (where >> node && node != 0 && node != self_) {
+      i.where = node;
+      i.state = "away";
+      i.reason = "moved by the user";
+    } else {
+      auto can = image::migratable(p.pid);
+      i.reason = can ? "started here" : "cannot move: " + can.reason;
+    }
     i.rss = p.rss;
     r.procs.push_back(std::move(i));
   }
@@ -380,6 +524,7 @@ int Daemon::run() {
   started_ms_ = now_ms();
   watch_signals();
   listen_peers();
+  listen_migration();
   sample();
   listen_control();
   {

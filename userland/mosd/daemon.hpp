@@ -18,6 +18,7 @@
 #include "roam/home/jobs.hpp"
 #include "roam/loop.hpp"
 #include "roam/messages.hpp"
+#include "roam/mig_messages.hpp"
 #include "roam/secure_channel.hpp"
 #include "roam/sysinfo.hpp"
 #include "roam/wire.hpp"
@@ -119,11 +120,19 @@ class Daemon {
   msg::StatusReply status();
   msg::PsReply ps();
   uint64_t register_job(pid_t pid, uid_t uid, const std::string& command);
+  // migrate PID TARGET: checks the request, starts the process's home agent
+  // if it has none, and says where that agent listens.
+  msg::MigrateReply migrate(const msg::MigrateRequest& req, uid_t peer_uid);
 
  private:
   uint32_t find_self(uint32_t requested) const;
   void listen_peers();
   void accept_peer();
+  void listen_migration();
+  void accept_migration();
+  pid_t spawn_agent(const std::vector<std::string>& args, int keep_fd);
+  void reap_agents();
+  std::filesystem::path agent_dir() const { return opts_.state_dir / "agents"; }
   void listen_control();
   void accept_control();
   void watch_signals();
@@ -146,7 +155,8 @@ class Daemon {
   LoadMeter meter_;
   std::optional<home::JobTracker> jobs_;
   std::string jobs_error_;
-  FileDesc peer_listener_, control_listener_, signal_fd_;
+  FileDesc peer_listener_, control_listener_, migration_listener_, signal_fd_;
+  std::set<pid_t> agents_;  // our children: home and remote migration agents
   std::vector<std::shared_ptr<PeerLink>> outgoing_;  // by node index
   std::set<std::shared_ptr<FramedLink>> links_;      // incoming peers and tools
   std::mt19937_64 rng_;

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "daemon.hpp"
+#include "roam/mig_messages.hpp"
 #include "roam/error.hpp"
 #include "roam/log.hpp"
 
@@ -198,6 +199,15 @@ void ControlLink::on_frame(std::vector<std::byte>& body) {
       auto req = msg::decode<msg::RegisterJob>(body);
       try {
         send_frame(msg::encode(msg::RegisterJobReply{d_.register_job(peer_pid_, peer_uid_, req.command)}));
+      } catch (const std::exception& e) {
+        reply_error(e.what());
+      }
+      return;
+    }
+    case msg::Type::migrate_request: {
+      auto req = msg::decode<msg::MigrateRequest>(body);
+      try {
+        send_frame(msg::encode(d_.migrate(req, peer_uid_)));
       } catch (const std::exception& e) {
         reply_error(e.what());
       }

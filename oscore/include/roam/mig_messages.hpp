@@ -53,6 +53,7 @@ struct MigrateReply {
   bool ok = false;
   std::string message;  // the error line, or what happened ("moved to node 2 in 41 ms")
   std::string agent_socket;  // from mosd: where the process's agent listens
+  uint32_t node = 0;         // from mosd: the target, resolved (0: home)
 };
 
 struct MigOffer {

@@ -1,0 +1,550 @@
+#! /usr/bin/env atf-sh
+# Transparent migration on a real local cluster: unmodified workload
+# programs started with mosrun on node1 move to other nodes and back while
+# they run, and what they see (memory, registers, files, pipes, sockets,
+# signals, clocks, exit status) is what they would see at home.
+
+. "$(atf_get_srcdir)/lib.sh"
+
+wl() { echo "$ROAM_TESTS/workloads/$1"; }
+
+atf_test_case cpu_round_trip cleanup
+cpu_round_trip_head() {
+  atf_set descr "a CPU loop moves 1 -> 2 -> 3 -> home while it computes; its body runs as nobody, filtered, with no descriptors"
+  atf_set require.user root
+  atf_set timeout 180
+}
+cpu_round_trip_body() {
+  roam_init
+  cluster_up 3
+  pid=$(job_start 1 cpu "$(wl cpu_loop)")
+  wait_line cpu.out '^READY'
+  migrate_ok 1 "$pid" 2
+  body=$(body_pid 2)
+  [ -n "$body" ] || atf_fail "no body runs as nobody on node 2"
+  atf_check -o "match:NoNewPrivs:[[:space:]]+1" -o "match:Seccomp:[[:space:]]+2" mosctl cluster exec 2 -- cat /proc/"$body"/status
+  atf_check -o empty mosctl cluster exec 2 -- ls /proc/"$body"/fd
+  # The deputy at home keeps its pid but no longer its memory.
+  rss=$(on_node 1 mosps --json | python3 -c "import json,sys; print(next(p['rss'] for p in json.load(sys.stdin) if p['pid']==$pid))")
+  [ "$rss" -lt 262144 ] || atf_fail "the deputy still holds $rss bytes"
+  migrate_ok 1 "$pid" node3
+  [ -z "$(body_pid 2)" ] || atf_fail "a body is left on node 2"
+  migrate_ok 1 "$pid" home
+  [ -z "$(body_pid 3)" ] || atf_fail "a body is left on node 3"
+  migrate_ok 1 "$pid" 2
+  on_node 1 kill -USR1 "$pid"
+  expect_status cpu 0
+  atf_check -o "match:^PASS$" cat cpu.out
+}
+cpu_round_trip_cleanup() { cluster_down; }
+
+atf_test_case memory_1g cleanup
+memory_1g_head() {
+  atf_set descr "a 1 GiB memory pattern survives a move out and back, byte for byte"
+  atf_set require.user root
+  atf_set timeout 300
+}
+memory_1g_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 mem "$(wl mem_pattern)" 1024)
+  wait_line mem.out '^READY' 1200
+  migrate_ok 1 "$pid" 2
+  migrate_ok 1 "$pid" home
+  on_node 1 kill -USR1 "$pid"
+  expect_status mem 0 2400
+  atf_check -o "match:^PASS$" cat mem.out
+  cat migrate.log
+}
+memory_1g_cleanup() { cluster_down; }
+
+atf_test_case fpu_registers cleanup
+fpu_registers_head() {
+  atf_set descr "live x87/SSE/AVX registers survive two moves"
+  atf_set require.user root
+  atf_set timeout 120
+}
+fpu_registers_body() {
+  roam_init
+  cluster_up 3
+  pid=$(job_start 1 fpu "$(wl fpu_regs)")
+  wait_line fpu.out '^READY'
+  migrate_ok 1 "$pid" 2
+  migrate_ok 1 "$pid" 3
+  on_node 1 kill -USR1 "$pid"
+  expect_status fpu 0
+  atf_check -o "match:^PASS" cat fpu.out
+}
+fpu_registers_cleanup() { cluster_down; }
+
+atf_test_case file_at_home cleanup
+file_at_home_head() {
+  atf_set descr "a file appended to while away is home's file (node /tmp dirs differ), byte for byte"
+  atf_set require.user root
+  atf_set timeout 120
+}
+file_at_home_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 app "$(wl file_append)" /tmp/roam-append.txt)
+  wait_line app.out '^READY'
+  sleep 0.3
+  migrate_ok 1 "$pid" 2
+  sleep 0.5
+  on_node 2 test ! -e /tmp/roam-append.txt || atf_fail "the file was created on the remote node"
+  migrate_ok 1 "$pid" home
+  sleep 0.2
+  migrate_ok 1 "$pid" 2
+  sleep 0.3
+  on_node 1 kill -USR1 "$pid"
+  expect_status app 0
+  atf_check -o "match:^PASS [0-9]+ records" cat app.out
+  n=$(sed -n 's/^PASS \([0-9]*\) records.*/\1/p' app.out)
+  [ "$(on_node 1 wc -c </dev/null /tmp/roam-append.txt | awk '{print $1}')" = "$((n * 13))" ] ||
+    atf_fail "the file at home does not hold $n records"
+}
+file_at_home_cleanup() { cluster_down; }
+
+atf_test_case pipe_with_home cleanup
+pipe_with_home_head() {
+  atf_set descr "a pipe between the migrated process and home processes keeps every line, in order"
+  atf_set require.user root
+  atf_set timeout 120
+}
+pipe_with_home_body() {
+  roam_init
+  cluster_up 2
+  cat >pipe.sh <<SH
+i=1
+while [ \$i -le 300 ]; do echo \$i; i=\$((i + 1)); sleep 0.005; done | mosrun $(wl pipe_peer) >$PWD/pipe.out &
+echo \$! >$PWD/pipe.pid
+wait \$!
+echo \$? >$PWD/pipe.status
+SH
+  on_node 1 sh pipe.sh </dev/null >/dev/null 2>&1 &
+  wait_line pipe.out '^READY'
+  pid=$(cat pipe.pid)
+  wait_line pipe.out '^20$'
+  migrate_ok 1 "$pid" 2
+  wait_line pipe.out '^200$'
+  migrate_ok 1 "$pid" home
+  expect_status pipe 0
+  python3 - <<'PY' || atf_fail "pipe output is wrong"
+lines = [l for l in open("pipe.out").read().split("\n") if l and not l.startswith("READY")]
+assert lines == [str(2 * i) for i in range(1, 301)], lines[:5]
+PY
+}
+pipe_with_home_cleanup() { cluster_down; }
+
+atf_test_case tcp_connection cleanup
+tcp_connection_head() {
+  atf_set descr "an open TCP connection to a server at home keeps working across two moves"
+  atf_set require.user root
+  atf_set timeout 120
+}
+tcp_connection_body() {
+  roam_init
+  cluster_up 3
+  on_node 1 sh -c "$(wl tcp_echo) 0 >$PWD/echo.out 2>&1 & echo \$! >$PWD/echo.pid" </dev/null >/dev/null 2>&1
+  wait_line echo.out '^LISTENING'
+  port=$(awk '/^LISTENING/ {print $2}' echo.out)
+  pid=$(job_start 1 tcp "$(wl tcp_client)" 127.0.0.1 "$port")
+  wait_line tcp.out '^READY'
+  sleep 0.3
+  migrate_ok 1 "$pid" 2
+  sleep 0.5
+  migrate_ok 1 "$pid" 3
+  sleep 0.5
+  on_node 1 kill -USR1 "$pid"
+  expect_status tcp 0
+  atf_check -o "match:^PASS [0-9]+" cat tcp.out
+  # The remote node cannot reach the home's loopback server by itself.
+  on_node 2 "$(wl tcp_client)" 127.0.0.1 "$port" </dev/null >direct.out 2>&1 && atf_fail "node 2 reached node 1's loopback"
+  atf_check -o "match:FAIL: connect" cat direct.out
+}
+tcp_connection_cleanup() {
+  roam_init
+  [ -f echo.pid ] && on_node 1 kill "$(cat echo.pid)" 2>/dev/null
+  cluster_down
+}
+
+atf_test_case signal_storm cleanup
+signal_storm_head() {
+  atf_set descr "a handler counts a storm of signals sent to the home pid during moves: every queued one arrives"
+  atf_set require.user root
+  atf_set timeout 180
+}
+signal_storm_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 storm "$(wl signal_storm)")
+  wait_line storm.out '^READY'
+  on_node 1 "$(wl signal_sender)" "$pid" 1000 >sender.out 2>&1 &
+  sender=$!
+  migrate_ok 1 "$pid" 2
+  migrate_ok 1 "$pid" home
+  migrate_ok 1 "$pid" 2
+  wait $sender
+  on_node 1 kill -USR1 "$pid"
+  expect_status storm 0
+  cat sender.out storm.out
+  atf_check -o "match:^PASS" cat storm.out
+  atf_check -o "match:rt=1000 rtsum=500500" cat storm.out
+  usr2=$(sed -n 's/^COUNTS usr2=\([0-9]*\).*/\1/p' storm.out)
+  [ "$usr2" -ge 1 ] && [ "$usr2" -le 1000 ] || atf_fail "SIGUSR2 count $usr2"
+}
+signal_storm_cleanup() { cluster_down; }
+
+atf_test_case blocking_read cleanup
+blocking_read_head() {
+  atf_set descr "a read blocked at home while away is interrupted by a signal exactly as Linux would (EINTR / SA_RESTART)"
+  atf_set require.user root
+  atf_set timeout 120
+}
+blocking_read_body() {
+  roam_init
+  cluster_up 2
+  for mode in norestart restart; do
+    cat >br-$mode.sh <<SH
+rm -f /tmp/br.fifo; mkfifo /tmp/br.fifo
+exec 7<>/tmp/br.fifo
+mosrun $(wl blocking_read) $mode </tmp/br.fifo >$PWD/br-$mode.out 2>&1 &
+echo \$! >$PWD/br-$mode.pid
+while [ ! -e $PWD/br-$mode.go ]; do sleep 0.05; done
+echo hello >&7
+wait \$!
+echo \$? >$PWD/br-$mode.status
+SH
+    on_node 1 sh br-$mode.sh </dev/null >/dev/null 2>&1 &
+    wait_line br-$mode.out '^READY'
+    pid=$(cat br-$mode.pid)
+    sleep 0.2
+    migrate_ok 1 "$pid" 2
+    sleep 0.2
+    on_node 1 kill -USR2 "$pid"
+    sleep 0.3
+    touch br-$mode.go
+    expect_status br-$mode 0
+    cat br-$mode.out
+    atf_check -o "match:^PASS" cat br-$mode.out
+  done
+  atf_check -o "match:^EINTR" cat br-norestart.out
+  atf_check -o "match:^HANDLER [1-9]" cat br-restart.out
+}
+blocking_read_cleanup() { cluster_down; }
+
+atf_test_case terminal cleanup
+terminal_head() {
+  atf_set descr "an interactive program on a terminal (tmux) is moved and keeps talking"
+  atf_set require.user root
+  atf_set require.progs tmux
+  atf_set timeout 120
+}
+terminal_body() {
+  roam_init
+  cluster_up 2
+  sess="roam-term-$$"
+  echo "$sess" >session
+  tmux new-session -d -s "$sess" -x 120 -y 20 \
+    "mosctl cluster exec node1 -- sh -c 'mosrun $(wl interactive) | tee $PWD/term.out'; sleep 30"
+  wait_line term.out '^READY'
+  pid=$(awk '/^READY/ {print $2}' term.out)
+  tmux send-keys -t "$sess" "before" Enter
+  wait_line term.out 'echo: before'
+  migrate_ok 1 "$pid" 2
+  tmux send-keys -t "$sess" "while away" Enter
+  wait_line term.out 'echo: while away'
+  migrate_ok 1 "$pid" home
+  tmux send-keys -t "$sess" "quit" Enter
+  wait_line term.out 'bye'
+}
+terminal_cleanup() {
+  [ -f session ] && tmux kill-session -t "$(cat session)" 2>/dev/null
+  cluster_down
+}
+
+atf_test_case fork_exec_goes_home cleanup
+fork_exec_goes_home_head() {
+  atf_set descr "a program that forks and execs while away goes home to do it and runs on correctly"
+  atf_set require.user root
+  atf_set timeout 120
+}
+fork_exec_goes_home_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 fe "$(wl fork_exec)")
+  wait_line fe.out '^READY'
+  on_node 1 migrate "$pid" 2 >>migrate.log 2>&1 || atf_fail "migrate failed"
+  # Its next fork brings it home.
+  retry 100 0.05 sh -c "[ \"\$(mosctl cluster exec 1 -- mosps --json | python3 -c 'import json,sys; print(next(p[\"where\"] for p in json.load(sys.stdin) if p[\"pid\"]==$pid))')\" = 1 ]" ||
+    atf_fail "the process did not come home for its fork"
+  grep -q "clone needs home\|fork needs home" "$(mosd_log 1)" || atf_fail "no reason logged for going home"
+  sleep 0.3
+  on_node 1 kill -USR1 "$pid"
+  expect_status fe 0
+  atf_check -o "match:^PASS [0-9]+ children" cat fe.out
+}
+fork_exec_goes_home_cleanup() { cluster_down; }
+
+atf_test_case scripts cleanup
+scripts_head() {
+  atf_set descr "python3 and /bin/sh scripts moved mid-run, forking and execing while away, give the native output"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 180
+}
+scripts_body() {
+  roam_init
+  cluster_up 2
+  cat >work.py <<'PY'
+import subprocess, sys, time, hashlib
+print("READY", flush=True)
+h = hashlib.sha256()
+for i in range(60):
+    h.update(str(i).encode())
+    out = subprocess.run(["echo", "step", str(i)], capture_output=True, text=True).stdout
+    h.update(out.encode())
+    time.sleep(0.02)
+print(h.hexdigest(), flush=True)
+PY
+  cat >work.sh <<'SH'
+echo READY
+i=0; acc=0
+while [ $i -lt 60 ]; do acc=$(( (acc * 31 + $(echo $i | wc -c)) % 1000003 )); i=$((i + 1)); sleep 0.02; done
+echo "acc=$acc"
+SH
+  python3 work.py | tail -n 1 >py.native
+  sh work.sh | tail -n 1 >sh.native
+  pid=$(job_start 1 py python3 "$PWD/work.py")
+  wait_line py.out '^READY'
+  on_node 1 migrate "$pid" 2 >>migrate.log 2>&1 || true
+  pid2=$(job_start 1 shs sh "$PWD/work.sh")
+  wait_line shs.out '^READY'
+  on_node 1 migrate "$pid2" 2 >>migrate.log 2>&1 || true
+  expect_status py 0
+  expect_status shs 0
+  cat migrate.log
+  [ "$(tail -n 1 py.out)" = "$(cat py.native)" ] || atf_fail "python3 output differs"
+  [ "$(tail -n 1 shs.out)" = "$(cat sh.native)" ] || atf_fail "sh output differs"
+}
+scripts_cleanup() { cluster_down; }
+
+atf_test_case clocks cleanup
+clocks_head() {
+  atf_set descr "CLOCK_MONOTONIC and CLOCK_BOOTTIME never jump across nodes whose clocks differ by 1000 s"
+  atf_set require.user root
+  atf_set timeout 120
+}
+clocks_body() {
+  roam_init
+  cluster_up 3
+  pid=$(job_start 1 clk "$(wl clock_check)")
+  wait_line clk.out '^READY'
+  for n in 2 3 home 3 2 home; do
+    migrate_ok 1 "$pid" "$n"
+    sleep 0.1
+  done
+  on_node 1 kill -USR1 "$pid"
+  expect_status clk 0
+  cat clk.out
+  atf_check -o "match:^PASS" cat clk.out
+}
+clocks_cleanup() { cluster_down; }
+
+atf_test_case hundred_moves cleanup
+hundred_moves_head() {
+  atf_set descr "100 moves back and forth leave the result unchanged"
+  atf_set require.user root
+  atf_set timeout 300
+}
+hundred_moves_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 many "$(wl mem_pattern)" 16)
+  wait_line many.out '^READY'
+  cat >moves.sh <<SH
+i=0
+while [ \$i -lt 50 ]; do
+  migrate $pid 2 >/dev/null || { echo "move \$i out failed"; exit 1; }
+  migrate $pid home >/dev/null || { echo "move \$i home failed"; exit 1; }
+  i=\$((i + 1))
+done
+SH
+  atf_check mosctl cluster exec 1 -- sh moves.sh
+  on_node 1 kill -USR1 "$pid"
+  expect_status many 0
+  atf_check -o "match:^PASS" cat many.out
+}
+hundred_moves_cleanup() { cluster_down; }
+
+atf_test_case exit_status_away cleanup
+exit_status_away_head() {
+  atf_set descr "exit codes and death signals (SIGSEGV, SIGABRT) of a body reach the parent at home"
+  atf_set require.user root
+  atf_set timeout 120
+}
+exit_status_away_body() {
+  roam_init
+  cluster_up 2
+  for m in code:7 segv abort sig:15; do
+    name=ex-$(echo "$m" | tr ':' '-')
+    pid=$(job_start 1 "$name" "$(wl exit_with)" "$m")
+    wait_line "$name.out" '^READY'
+    migrate_ok 1 "$pid" 2
+    on_node 1 kill -USR1 "$pid"
+    case $m in
+      code:7) want=7 ;;
+      segv) want=139 ;;
+      abort) want=134 ;;
+      sig:15) want=143 ;;
+    esac
+    expect_status "$name" $want
+    [ -z "$(body_pid 2)" ] || atf_fail "a body is left on node 2"
+  done
+}
+exit_status_away_cleanup() { cluster_down; }
+
+atf_test_case killed_during_move cleanup
+killed_during_move_head() {
+  atf_set descr "a process killed while it moves leaves nothing behind, and its parent sees SIGKILL"
+  atf_set require.user root
+  atf_set timeout 120
+}
+killed_during_move_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 kdm "$(wl mem_pattern)" 256)
+  wait_line kdm.out '^READY' 600
+  on_node 1 migrate --async "$pid" 2 >/dev/null 2>&1
+  sleep 0.05
+  on_node 1 kill -KILL "$pid"
+  expect_status kdm 137
+  retry 100 0.1 sh -c "[ -z \"\$(mosctl cluster exec 2 -- ps -eo pid=,user= | awk '\$2 == \"nobody\"')\" ]" ||
+    atf_fail "a body is left on node 2"
+  retry 100 0.1 sh -c "! mosctl cluster exec 1 -- ps -eo comm= | grep -qx roam-agent" || atf_fail "an agent is left on node 1"
+  retry 100 0.1 sh -c "! mosctl cluster exec 2 -- ps -eo comm= | grep -qx roam-agent" || atf_fail "an agent is left on node 2"
+}
+killed_during_move_cleanup() { cluster_down; }
+
+atf_test_case remote_mosd_killed cleanup
+remote_mosd_killed_head() {
+  atf_set descr "mosd killed on the remote node: the body dies, the deputy ends with SIGKILL, and home logs why"
+  atf_set require.user root
+  atf_set timeout 120
+}
+remote_mosd_killed_body() {
+  roam_init
+  cluster_up 2 --set migrate.link_timeout_ms=2000
+  pid=$(job_start 1 rk "$(wl cpu_loop)")
+  wait_line rk.out '^READY'
+  migrate_ok 1 "$pid" 2
+  on_node 2 sh -c 'kill -KILL $(cat /run/roam/mosd.pid)'
+  expect_status rk 137 400
+  grep -q "lost its body" "$(mosd_log 1)" || atf_fail "home did not log why the process died"
+  [ -z "$(body_pid 2)" ] || atf_fail "the body runs on without its deputy"
+}
+remote_mosd_killed_cleanup() { cluster_down; }
+
+atf_test_case cannot_move cleanup
+cannot_move_head() {
+  atf_set descr "a process that cannot move is refused with its reason and keeps running; bad requests get one line"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 120
+}
+cannot_move_body() {
+  roam_init
+  cluster_up 2
+  cat >threads.py <<'PY'
+import threading, time
+t = threading.Thread(target=time.sleep, args=(60,), daemon=True)
+t.start()
+print("READY", flush=True)
+time.sleep(60)
+PY
+  pid=$(job_start 1 thr python3 "$PWD/threads.py")
+  wait_line thr.out '^READY'
+  atf_check -s exit:1 -e "match:cannot move: has 2 threads" mosctl cluster exec 1 -- migrate "$pid" 2
+  on_node 1 kill -0 "$pid" || atf_fail "the refused process died"
+  [ "$(where 1 "$pid")" = 1 ] || atf_fail "the refused process is not at home"
+  atf_check -s exit:1 -e "match:not a roam job" mosctl cluster exec 1 -- migrate 1 2
+  atf_check -s exit:1 -e "match:not in the cluster map" mosctl cluster exec 1 -- migrate "$pid" 9
+  atf_check -s exit:1 -e "match:is not a node" mosctl cluster exec 1 -- migrate "$pid" nowhere
+  atf_check -s exit:2 -e "match:^migrate: " mosctl cluster exec 1 -- migrate
+  on_node 1 kill "$pid"
+}
+cannot_move_cleanup() { cluster_down; }
+
+atf_test_case real_programs cleanup
+real_programs_head() {
+  atf_set descr "unmodified sha256sum, xz and sort moved mid-run give the output of a native run"
+  atf_set require.user root
+  atf_set require.progs xz sha256sum sort
+  atf_set timeout 300
+}
+real_programs_body() {
+  roam_init
+  cluster_up 2
+  python3 -c "
+import random
+r = random.Random(7)
+with open('big.txt', 'w') as f:
+    for i in range(600000):
+        f.write('%08x %s\\n' % (r.getrandbits(32), 'x' * r.randint(0, 40)))
+"
+  # sha256sum is fast: it reads from a home process that feeds it for ~3 s.
+  cat >feed.py <<'PY'
+import sys, time
+data = open(sys.argv[1], 'rb').read()
+step = len(data) // 60
+for i in range(0, len(data), step):
+    sys.stdout.buffer.write(data[i:i + step])
+    sys.stdout.flush()
+    time.sleep(0.05)
+PY
+  for prog in sha xz sort; do
+    case $prog in
+      sha) cmd="sha256sum"; src="python3 $PWD/feed.py $PWD/big.txt" ;;
+      xz) cmd="xz -6 -T1 -c"; src="cat $PWD/big.txt" ;;
+      sort) cmd="sort --parallel=1 -S 64M"; src="cat $PWD/big.txt" ;;
+    esac
+    $src | $cmd | sha256sum >$prog.native
+    cat >run-$prog.sh <<SH
+$src | mosrun $cmd | sha256sum >$PWD/$prog.moved
+echo done >$PWD/$prog.done
+SH
+    on_node 1 sh run-$prog.sh </dev/null >/dev/null 2>&1 &
+    # The job is the roam process of node 1.
+    retry 200 0.05 sh -c "mosctl cluster exec 1 -- mosps --json | python3 -c 'import json,sys; p=json.load(sys.stdin); sys.exit(0 if p else 1)'" ||
+      atf_fail "$prog did not start"
+    pid=$(on_node 1 mosps --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['pid'])")
+    sleep 0.3
+    on_node 1 migrate "$pid" 2 >$prog.migrate 2>&1 || { cat $prog.migrate; atf_fail "$prog could not be moved"; }
+    cat $prog.migrate
+    grep -q "moved to node 2" $prog.migrate || atf_fail "$prog was not moved"
+    retry 1200 0.05 test -e $prog.done || atf_fail "$prog did not end"
+    [ "$(cat $prog.moved)" = "$(cat $prog.native)" ] || atf_fail "$prog output differs after the move"
+  done
+}
+real_programs_cleanup() { cluster_down; }
+
+atf_init_test_cases() {
+  atf_add_test_case cpu_round_trip
+  atf_add_test_case memory_1g
+  atf_add_test_case fpu_registers
+  atf_add_test_case file_at_home
+  atf_add_test_case pipe_with_home
+  atf_add_test_case tcp_connection
+  atf_add_test_case signal_storm
+  atf_add_test_case blocking_read
+  atf_add_test_case terminal
+  atf_add_test_case fork_exec_goes_home
+  atf_add_test_case scripts
+  atf_add_test_case clocks
+  atf_add_test_case hundred_moves
+  atf_add_test_case exit_status_away
+  atf_add_test_case killed_during_move
+  atf_add_test_case remote_mosd_killed
+  atf_add_test_case cannot_move
+  atf_add_test_case real_programs
+}

@@ -1,0 +1,309 @@
+// roam-agent: one migration's agent, started by mosd (never by hand).
+//
+//   roam-agent home --pid PID --socket PATH ...   the home side of PID: takes
+//       `migrate` requests on PATH, moves the process, serves its body as
+//       its deputy, brings it home; ends when the process is home again or
+//       has ended.
+//   roam-agent remote --fd 3 ...                  a migration connection
+//       accepted by this node's mosd: authenticates it, restores the body
+//       and serves it (migration.hpp).
+//
+// Both take --config, --key, --node and --state-dir from mosd.
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+
+#include "roam/channel.hpp"
+#include "roam/config.hpp"
+#include "roam/control.hpp"
+#include "roam/error.hpp"
+#include "roam/log.hpp"
+#include "roam/mig_messages.hpp"
+#include "roam/migration.hpp"
+
+namespace {
+
+using namespace roam;
+using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
+
+struct Common {
+  fs::path config, key, state_dir = "/run/roam";
+  uint32_t node = 0;
+};
+
+// A `migrate` client connected to the agent's socket, waiting for its answer.
+struct Client {
+  FileDesc fd;
+  msg::MigrateRequest req;
+
+  void reply(bool ok, const std::string& message) {
+    if (!fd) return;
+    msg::MigrateReply r;
+    r.ok = ok;
+    r.message = message;
+    try {
+      write_frame(fd.get(), msg::encode(r));
+    } catch (const std::exception&) {
+    }
+    fd.reset();
+  }
+};
+
+class HomeSide {
+ public:
+  HomeSide(Common c, pid_t pid, fs::path socket)
+      : c_(std::move(c)), pid_(pid), socket_(std::move(socket)), cfg_(load_cluster_config(c_.config)),
+        key_(load_cluster_key(c_.key)) {
+    where_ = socket_;
+    where_.replace_extension(".where");
+  }
+
+  int run() {
+    listen();
+    // The request that made mosd start us comes within moments.
+    std::optional<Client> first = next_request(std::chrono::seconds(10));
+    if (!first) return finish(0, "no request came");
+    std::optional<Client> pending = std::move(first);
+    while (pending) {
+      Client client = std::move(*pending);
+      pending.reset();
+      uint32_t node = client.req.node;
+      if (node == 0) {
+        client.reply(true, fmt::format("process {} is at home", pid_));
+        continue;
+      }
+      if (client.req.async) client.reply(true, fmt::format("moving process {} to node {}", pid_, node));
+      const NodeSpec* spec = cfg_.find(node);
+      if (!spec) {
+        client.reply(false, fmt::format("node {} is not in the cluster map", node));
+        continue;
+      }
+      mig::HomeAgent agent(pid_, {.self_node = c_.node,
+                                  .link_timeout = std::chrono::milliseconds(cfg_.settings.link_timeout_ms)});
+      try {
+        auto t0 = Clock::now();
+        Channel ch = dial_channel(spec->address, static_cast<uint16_t>(spec->port + 1), key_, c_.node, node,
+                                  msg::kFeatMigration,
+                                  std::chrono::milliseconds(cfg_.settings.connect_timeout_ms), msg::kMigMaxFrame);
+        mig::MoveStats st = agent.move_out(std::move(ch));
+        double total = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        std::string line = fmt::format(
+            "process {} moved to node {} in {:.0f} ms (frozen {:.1f} ms, {:.1f} MiB sent, deputy keeps {} KiB)", pid_,
+            node, total, st.freeze.count() / 1000.0, st.image_bytes / 1048576.0, st.deputy_rss_kib);
+        log_info("{}", line);
+        write_where(node);
+        client.reply(true, line);
+      } catch (const std::exception& e) {
+        std::string line = fmt::format("process {} stays at node {}: {}", pid_, c_.node, e.what());
+        log_warn("{}", line);
+        client.reply(false, line);
+        continue;  // at home: take the next request, if one is waiting
+      }
+      current_ = node;
+      std::optional<Client> asking;
+      mig::HomeOutcome out = agent.serve(listener_.get(), [&] {
+        std::optional<Client> c = accept_request();
+        if (!c) return;
+        uint32_t want = c->req.node;
+        if (want == current_) {
+          c->reply(true, fmt::format("process {} is at node {}", pid_, want));
+          return;
+        }
+        if (asking) {
+          c->reply(false, fmt::format("process {} is already on its way", pid_));
+          return;
+        }
+        if (c->req.async) c->reply(true, fmt::format("bringing process {} home", pid_));
+        asking = std::move(c);
+        agent.come_home(want == 0 ? "asked home" : fmt::format("asked to node {}", want));
+      });
+      for (const auto& l : out.log) log_info("{}", l);
+      ::unlink(where_.c_str());
+      current_ = 0;
+      switch (out.end) {
+        case mig::HomeOutcome::End::home:
+          log_info("process {} is home: {}", pid_, out.message);
+          if (asking && asking->req.node != 0) {
+            pending = std::move(asking);
+          } else {
+            // No one can reach this agent from now on: a later `migrate`
+            // asks mosd, which starts a new one.
+            ::unlink(socket_.c_str());
+            if (asking) asking->reply(true, fmt::format("process {} came home", pid_));
+          }
+          break;
+        default:
+          if (asking) asking->reply(false, out.message);
+          return finish(0, out.message);
+      }
+    }
+    return finish(0, fmt::format("process {} is at home", pid_));
+  }
+
+ private:
+  void listen() {
+    listener_ = FileDesc(check_sys(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (socket_.native().size() >= sizeof addr.sun_path) throw UserError("socket path too long: " + socket_.string());
+    std::strcpy(addr.sun_path, socket_.c_str());
+    ::unlink(socket_.c_str());
+    check_sys(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), "bind " + socket_.string());
+    ::chmod(socket_.c_str(), 0666);  // requests are checked by SO_PEERCRED
+    check_sys(::listen(listener_.get(), 16), "listen");
+  }
+
+  int finish(int rc, const std::string& why) {
+    ::unlink(socket_.c_str());
+    ::unlink(where_.c_str());
+    log_info("agent for process {} ends: {}", pid_, why);
+    return rc;
+  }
+
+  void write_where(uint32_t node) {
+    fs::path tmp = where_;
+    tmp += ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << node << "\n";
+    }
+    fs::rename(tmp, where_);
+  }
+
+  std::optional<Client> next_request(std::chrono::milliseconds timeout) {
+    pollfd p{listener_.get(), POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) return std::nullopt;
+    return accept_request();
+  }
+
+  // One request from a connection on our socket; nullopt when it was not
+  // one (bad frames, a user who does not own the process).
+  std::optional<Client> accept_request() {
+    Client c;
+    c.fd = FileDesc(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!c.fd) return std::nullopt;
+    timeval tv{2, 0};
+    ::setsockopt(c.fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    try {
+      ucred cred{};
+      socklen_t cl = sizeof cred;
+      ::getsockopt(c.fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+      std::vector<std::byte> body;
+      if (!read_frame(c.fd.get(), body, 65536)) return std::nullopt;
+      msg::decode<msg::CtlHello>(body);
+      if (!read_frame(c.fd.get(), body, 65536)) return std::nullopt;
+      c.req = msg::decode<msg::MigrateRequest>(body);
+      struct stat st {};
+      if (::stat(fmt::format("/proc/{}", pid_).c_str(), &st) != 0 || (cred.uid != 0 && cred.uid != st.st_uid)) {
+        c.reply(false, fmt::format("process {} belongs to another user", pid_));
+        return std::nullopt;
+      }
+      if (c.req.pid != pid_) {
+        c.reply(false, fmt::format("this agent serves process {}, not {}", pid_, c.req.pid));
+        return std::nullopt;
+      }
+      if (c.req.node != 0 && !cfg_.find(c.req.node)) {
+        c.reply(false, fmt::format("node {} is not in the cluster map", c.req.node));
+        return std::nullopt;
+      }
+      if (c.req.node == c_.node) c.req.node = 0;
+    } catch (const std::exception& e) {
+      c.reply(false, fmt::format("bad request: {}", e.what()));
+      return std::nullopt;
+    }
+    return c;
+  }
+
+  Common c_;
+  pid_t pid_;
+  fs::path socket_, where_;
+  ClusterConfig cfg_;
+  ClusterKey key_;
+  FileDesc listener_;
+  uint32_t current_ = 0;
+};
+
+int run_remote(const Common& c, int fd) {
+  ClusterConfig cfg = load_cluster_config(c.config);
+  ClusterKey key = load_cluster_key(c.key);
+  uint32_t peer = 0;
+  Channel ch;
+  try {
+    ch = accept_channel(FileDesc(fd), key, c.node, msg::kFeatMigration,
+                        std::chrono::milliseconds(cfg.settings.connect_timeout_ms), msg::kMigMaxFrame, &peer);
+  } catch (const std::exception& e) {
+    log_warn("migration connection refused: {}", e.what());
+    return 1;
+  }
+  if (!cfg.find(peer)) {
+    log_warn("migration connection refused: node {} is not in the cluster map", peer);
+    return 1;
+  }
+  set_log_tag(fmt::format("roam-agent/node{}<-node{}", c.node, peer));
+  mig::BodyOptions o;
+  o.self_node = c.node;
+  o.link_timeout = std::chrono::milliseconds(cfg.settings.link_timeout_ms);
+  o.on_ready = [&](pid_t body) { log_info("body {} from node {} restored", body, peer); };
+  mig::BodyOutcome out = mig::serve_body(std::move(ch), o);
+  for (const auto& l : out.log) log_info("{}", l);
+  if (out.end == mig::BodyOutcome::End::refused) {
+    log_warn("refused a process from node {}: {}", peer, out.message);
+  } else {
+    log_info("body {} from node {}: {}", out.body, peer, out.message);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"roam-agent: one migration's agent (started by mosd)"};
+  app.require_subcommand(1);
+  Common c;
+  pid_t pid = 0;
+  std::string socket;
+  int fd = 3;
+  for (CLI::App* sub : {app.add_subcommand("home", "serve one process of this node"),
+                        app.add_subcommand("remote", "receive and serve one process from another node")}) {
+    sub->add_option("--config", c.config, "cluster map")->required();
+    sub->add_option("--key", c.key, "cluster key")->required();
+    sub->add_option("--node", c.node, "this node")->required();
+    sub->add_option("--state-dir", c.state_dir, "mosd's runtime directory");
+  }
+  app.get_subcommand("home")->add_option("--pid", pid, "the process")->required();
+  app.get_subcommand("home")->add_option("--socket", socket, "where `migrate` finds this agent")->required();
+  app.get_subcommand("remote")->add_option("--fd", fd, "the accepted connection");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "roam-agent: %s\n", e.what());
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  try {
+    if (app.got_subcommand("home")) {
+      set_log_tag(fmt::format("roam-agent/node{}:{}", c.node, pid));
+      return HomeSide(c, pid, socket).run();
+    }
+    set_log_tag(fmt::format("roam-agent/node{}", c.node));
+    return run_remote(c, fd);
+  } catch (const std::exception& e) {
+    log_error("{}", e.what());
+    return 1;
+  }
+}
