@@ -33,7 +33,11 @@ int prot_of(const image::Vma& v) {
 
 void refuse_unsupported(const ImageVma& iv) {
   const image::Vma& v = iv.vma;
-  if (v.shared) {
+  // A read-only shared mapping of a file that can never be written through
+  // it (no VM_MAYWRITE: glibc's locale and gconv caches) behaves like the
+  // file: it is mapped shared from the same file here.
+  bool readonly_file = v.kind == VmaKind::file && !(v.prot & image::kProtWrite) && !v.has(image::kVmMayWrite);
+  if (v.shared && !readonly_file) {
     throw RestoreError(fmt::format("region {:#x}-{:#x} ({}) is a shared mapping: only home can serve it", v.start,
                                    v.end, v.path.empty() ? "anonymous" : v.path));
   }
@@ -63,7 +67,8 @@ void map_file(RemoteSyscalls& rs, const image::Vma& v) {
     fd = static_cast<long>(
         rs.checked_syscall("openat (mapped file)", SYS_openat, AT_FDCWD, name.get(), O_RDONLY | O_CLOEXEC, 0));
   }
-  long rc = rs.syscall(SYS_mmap, v.start, v.size(), prot_of(v), MAP_PRIVATE | MAP_FIXED, fd, v.offset);
+  long rc = rs.syscall(SYS_mmap, v.start, v.size(), prot_of(v), (v.shared ? MAP_SHARED : MAP_PRIVATE) | MAP_FIXED, fd,
+                       v.offset);
   rs.syscall(SYS_close, fd);
   if (rc < 0 && rc >= -4095) {
     throw SysError(fmt::format("mmap of {} at {:#x} injected into stub {}", v.path, v.start, rs.tracee().tid()),

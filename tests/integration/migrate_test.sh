@@ -506,17 +506,17 @@ PY
     case $prog in
       sha) cmd="sha256sum"; src="python3 $PWD/feed.py $PWD/big.txt" ;;
       xz) cmd="xz -6 -T1 -c"; src="cat $PWD/big.txt" ;;
-      sort) cmd="sort --parallel=1 -S 64M"; src="cat $PWD/big.txt" ;;
+      sort) cmd="sort --parallel=1 -S 256M"; src="cat $PWD/big.txt $PWD/big.txt $PWD/big.txt $PWD/big.txt" ;;
     esac
     $src | $cmd | sha256sum >$prog.native
     cat >run-$prog.sh <<SH
 $src | mosrun $cmd | sha256sum >$PWD/$prog.moved
 echo done >$PWD/$prog.done
 SH
-    on_node 1 sh run-$prog.sh </dev/null >/dev/null 2>&1 &
+    on_node 1 sh "$PWD/run-$prog.sh" </dev/null >run-$prog.log 2>&1 &
     # The job is the roam process of node 1.
-    retry 200 0.05 sh -c "mosctl cluster exec 1 -- mosps --json | python3 -c 'import json,sys; p=json.load(sys.stdin); sys.exit(0 if p else 1)'" ||
-      atf_fail "$prog did not start"
+    retry 400 0.05 sh -c "mosctl cluster exec 1 -- mosps --json | python3 -c 'import json,sys; p=json.load(sys.stdin); sys.exit(0 if p else 1)'" ||
+      { cat run-$prog.log; atf_fail "$prog did not start"; }
     pid=$(on_node 1 mosps --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['pid'])")
     sleep 0.3
     on_node 1 migrate "$pid" 2 >$prog.migrate 2>&1 || { cat $prog.migrate; atf_fail "$prog could not be moved"; }
