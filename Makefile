@@ -58,6 +58,7 @@ gossip-sim: build
 # measured now, that every roam benchmark is compared against.
 bench: build
 	$(BUILD)/bench/baselines
+	$(BUILD)/bench/migration_bench
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)
