@@ -159,7 +159,9 @@ class BodyServer {
     if (offer_.link_timeout_ms >= 100) link_timeout_ = std::chrono::milliseconds(offer_.link_timeout_ms);
     wire::Reader cr(offer_.cpu);
     CpuFeatures home = CpuFeatures::decode(cr);
-    std::vector<std::string> missing = missing_features(home, host_cpu_features());
+    CpuFeatures here = host_cpu_features();
+    for (const std::string& f : o_.withheld_cpu_features) withhold_feature(here, f);
+    std::vector<std::string> missing = missing_features(home, here);
     if (!missing.empty()) {
       std::string names;
       for (const auto& m : missing) names += (names.empty() ? "" : " ") + m;

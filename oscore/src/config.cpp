@@ -41,7 +41,7 @@ bool parse_uint(const std::string& s, T& out, T min, T max) {
 
 bool valid_tag(const std::string& t) {
   return !t.empty() && t.size() <= 64 &&
-         std::all_of(t.begin(), t.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; });
+         std::all_of(t.begin(), t.end(), [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':'; });
 }
 
 // Splits "ADDR[:PORT]" / "[V6]:PORT" / bare V6.
@@ -138,7 +138,7 @@ ClusterConfig parse_cluster_config(const std::string& text, const std::string& s
     socklen_t len;
     if (!parse_sockaddr(node.address, node.port, &len)) throw fail(fmt::format("bad address '{}': expected a numeric IPv4 or IPv6 address", node.address));
     for (size_t i = 3; i < words.size(); ++i) {
-      if (!valid_tag(words[i])) throw fail(fmt::format("bad tag '{}': letters, digits, '-', '_' and '.' only", words[i]));
+      if (!valid_tag(words[i])) throw fail(fmt::format("bad tag '{}': letters, digits, '-', '_', '.' and ':' only", words[i]));
       node.tags.push_back(words[i]);
     }
     if (cfg.find(node.number)) throw fail(fmt::format("node {} is listed twice (first at line {})", node.number, cfg.find(node.number)->config_line));

@@ -170,4 +170,25 @@ std::vector<std::string> feature_names(const CpuFeatures& f) {
   return out;
 }
 
+bool withhold_feature(CpuFeatures& f, std::string_view name) {
+  for (auto& n : kNames) {
+    if (name != n.name) continue;
+    uint64_t bit = 1ull << n.bit;
+    switch (n.word) {
+      case Word::l1c: f.leaf1_ecx &= ~static_cast<uint32_t>(bit); break;
+      case Word::l1d: f.leaf1_edx &= ~static_cast<uint32_t>(bit); break;
+      case Word::l7b: f.leaf7_ebx &= ~static_cast<uint32_t>(bit); break;
+      case Word::l7c: f.leaf7_ecx &= ~static_cast<uint32_t>(bit); break;
+      case Word::l7d: f.leaf7_edx &= ~static_cast<uint32_t>(bit); break;
+      case Word::l71a: f.leaf7_1_eax &= ~static_cast<uint32_t>(bit); break;
+      case Word::e1c: f.ext1_ecx &= ~static_cast<uint32_t>(bit); break;
+      case Word::e1d: f.ext1_edx &= ~static_cast<uint32_t>(bit); break;
+      case Word::ld1a: f.leafd_1_eax &= ~static_cast<uint32_t>(bit); break;
+      case Word::xcr0: f.xcr0 &= ~bit; break;
+    }
+    return true;
+  }
+  return false;
+}
+
 }  // namespace roam

@@ -62,7 +62,12 @@ void write_new_file(const fs::path& file, const std::string& text, mode_t mode) 
 
 std::string cluster_conf(const UpOptions& o) {
   std::string text = "# A local cluster, written by mosctl cluster up.\n";
-  for (int i = 1; i <= o.nodes; ++i) text += fmt::format("node {} {}:{}\n", i, node_address(i), kDefaultPort);
+  for (int i = 1; i <= o.nodes; ++i) {
+    text += fmt::format("node {} {}:{}", i, node_address(i), kDefaultPort);
+    for (const auto& [n, tag] : o.tags)
+      if (n == i) text += " " + tag;
+    text += "\n";
+  }
   for (const auto& [key, value] : o.settings) text += fmt::format("{} = {}\n", key, value);
   return text;
 }

@@ -475,6 +475,26 @@ PY
 }
 cannot_move_cleanup() { cluster_down; }
 
+atf_test_case cpu_feature_refused cleanup
+cpu_feature_refused_head() {
+  atf_set descr "a node whose CPU lacks a feature of the home CPU (cpu-lacks:sse2 in the map) is refused with the feature's name"
+  atf_set require.user root
+  atf_set timeout 120
+}
+cpu_feature_refused_body() {
+  roam_init
+  cluster_up 3 --tag 2:cpu-lacks:sse2
+  pid=$(job_start 1 cf "$(wl cpu_loop)")
+  wait_line cf.out '^READY'
+  atf_check -s exit:1 -e "match:node 2's CPU lacks sse2" mosctl cluster exec 1 -- migrate "$pid" 2
+  [ "$(where 1 "$pid")" = 1 ] || atf_fail "the refused process is not at home"
+  migrate_ok 1 "$pid" 3
+  on_node 1 kill -USR1 "$pid"
+  expect_status cf 0
+  atf_check -o "match:^PASS$" cat cf.out
+}
+cpu_feature_refused_cleanup() { cluster_down; }
+
 atf_test_case real_programs cleanup
 real_programs_head() {
   atf_set descr "unmodified sha256sum, xz and sort moved mid-run give the output of a native run"
@@ -546,5 +566,6 @@ atf_init_test_cases() {
   atf_add_test_case killed_during_move
   atf_add_test_case remote_mosd_killed
   atf_add_test_case cannot_move
+  atf_add_test_case cpu_feature_refused
   atf_add_test_case real_programs
 }

@@ -100,3 +100,14 @@ TEST(CpuFeatures, WireRoundTrip) {
 
 }  // namespace
 }  // namespace roam
+
+TEST(CpuFeatures, WithheldFeatureIsMissingByName) {
+  roam::CpuFeatures home = roam::host_cpu_features();
+  roam::CpuFeatures target = home;
+  ASSERT_TRUE(roam::withhold_feature(target, "sse2"));  // every x86_64 CPU has it
+  EXPECT_FALSE(roam::withhold_feature(target, "no-such-feature"));
+  std::vector<std::string> missing = roam::missing_features(home, target);
+  ASSERT_EQ(missing.size(), 1u);
+  EXPECT_EQ(missing[0], "sse2");
+  EXPECT_TRUE(roam::missing_features(target, home).empty());
+}

@@ -80,12 +80,14 @@ void add_cluster_commands(CLI::App& app) {
     auto dir = std::make_shared<std::string>(cluster::default_dir().string());
     auto mosd = std::make_shared<std::string>();
     auto settings = std::make_shared<std::vector<std::string>>();
+    auto tags = std::make_shared<std::vector<std::string>>();
     auto no_wait = std::make_shared<bool>(false);
     auto timeout_s = std::make_shared<double>(10);
     sub->add_option("-n,--nodes", opt->nodes, "number of nodes (node1..nodeN at 10.77.0.1..N)")->required();
     sub->add_option("--cpus-per-node", opt->cpus_per_node, "pin each node to its own K CPUs (a cpuset)");
     sub->add_option("--mosd", *mosd, "the mosd to run (default: mosd beside this mosctl)");
     sub->add_option("--set", *settings, "an extra cluster.conf setting KEY=VALUE (repeatable)");
+    sub->add_option("--tag", *tags, "a tag for a node's map line, I:TAG (repeatable)");
     sub->add_option("--share", opt->shared,
                     "a host folder under /tmp or /dev/shm that every node should see at the same path (repeatable)");
     sub->add_flag("--no-wait", *no_wait, "do not wait for every mosd's control socket");
@@ -96,6 +98,14 @@ void add_cluster_commands(CLI::App& app) {
       opt->mosd = *mosd;
       for (auto& p : opt->shared) p = std::filesystem::absolute(p).lexically_normal();
       for (const auto& s : *settings) opt->settings.push_back(split_setting(s));
+      for (const auto& t : *tags) {
+        auto colon = t.find(':');
+        int n = 0;
+        if (colon == std::string::npos || std::sscanf(t.substr(0, colon).c_str(), "%d", &n) != 1 || n < 1 ||
+            n > opt->nodes || colon + 1 == t.size())
+          throw UserError(fmt::format("--tag {}: expected I:TAG with I a node of 1..{}", t, opt->nodes));
+        opt->tags.emplace_back(n, t.substr(colon + 1));
+      }
       opt->wait_for_mosd = !*no_wait;
       opt->wait_timeout = std::chrono::milliseconds(static_cast<int64_t>(*timeout_s * 1000));
       cluster::up(*opt);

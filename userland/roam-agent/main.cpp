@@ -257,6 +257,8 @@ int run_remote(const Common& c, int fd) {
   mig::BodyOptions o;
   o.self_node = c.node;
   o.link_timeout = std::chrono::milliseconds(cfg.settings.link_timeout_ms);
+  for (const std::string& tag : cfg.find(c.node)->tags)
+    if (tag.rfind("cpu-lacks:", 0) == 0) o.withheld_cpu_features.push_back(tag.substr(10));
   o.on_ready = [&](pid_t body) { log_info("body {} from node {} restored", body, peer); };
   mig::BodyOutcome out = mig::serve_body(std::move(ch), o);
   for (const auto& l : out.log) log_info("{}", l);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "roam/wire.hpp"
@@ -34,6 +35,10 @@ CpuFeatures host_cpu_features();
 // Names of the features `home` has and `target` lacks ("avx512f", "xcr0:opmask",
 // or "cpuid.7.ebx bit 30" for one without a name). Empty: the move is safe.
 std::vector<std::string> missing_features(const CpuFeatures& home, const CpuFeatures& target);
+
+// Treats the named feature as absent (a node tagged cpu-lacks:NAME in the
+// cluster map: an admin keeps jobs that use it away). False for an unknown name.
+bool withhold_feature(CpuFeatures& f, std::string_view name);
 
 // The named features present, for display ("sse4_2 avx avx2 ...").
 std::vector<std::string> feature_names(const CpuFeatures& f);

@@ -71,6 +71,7 @@ struct UpOptions {
   int cpus_per_node = 0;      // 0: not pinned
   std::filesystem::path mosd;  // empty: "mosd" beside the running executable (/proc/self/exe)
   std::vector<std::pair<std::string, std::string>> settings;  // extra cluster.conf lines KEY = VALUE
+  std::vector<std::pair<int, std::string>> tags;               // (node, tag) for the map's node lines
   bool wait_for_mosd = true;  // wait until every node's /run/roam/mosd.sock exists
   std::chrono::milliseconds wait_timeout{10000};
   // Host folders every node must see at the same path although they lie

@@ -99,6 +99,8 @@ struct BodyOptions {
   bool namespaces = true;        // PID and time namespaces for the body
   bool drop_privileges = true;   // run the body as nobody
   std::chrono::milliseconds link_timeout{10000};
+  // CPU features this node treats as absent (its cpu-lacks:NAME tags).
+  std::vector<std::string> withheld_cpu_features;
   // Called once the body is restored, with its pid, before it runs.
   std::function<void(pid_t)> on_ready;
 };
