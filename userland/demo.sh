@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the main job on the embedded default, a local cluster on this
 # machine. Brings up 3 nodes, shows what every node knows of every other,
-# runs a program with mosrun on a node, and tears everything down.
+# runs a program with mosrun on a node, moves a running program to another
+# node and back, and tears everything down.
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
 export PATH="$build/bin:$PATH"
@@ -40,7 +41,47 @@ echo "--- node1 sees node2's load rise:"
 mosctl cluster exec node1 -- mosmon --once
 wait "$job"
 
+say "moving a running program: started on node1, moved to node2 and back"
+work=$(mktemp -d /var/tmp/roam-demo.XXXXXX)
+trap 'cleanup; rm -rf "$work"' EXIT
+cat >"$work/counter.py" <<'PY'
+# Counts for about 4 s of CPU time, appending each step to a file in its
+# node's private /tmp and printing it.
+import os, time
+print("counter pid", os.getpid(), flush=True)
+for i in range(1, 41):
+    with open("/tmp/demo-counter.txt", "a") as f:
+        f.write("step %d\n" % i)
+    print("step", i, flush=True)
+    t = time.monotonic() + 0.1
+    while time.monotonic() < t:
+        pass
+PY
+mosctl cluster exec node1 -- sh -c \
+  "mosrun python3 $work/counter.py >$work/counter.out 2>&1 & echo \$! >$work/counter.pid; wait" &
+runner=$!
+for _ in $(seq 100); do [ -s $work/counter.pid ] && grep -q "counter pid" $work/counter.out 2>/dev/null && break; sleep 0.05; done
+pid=$(cat $work/counter.pid)
+echo "--- mosps on node1 (the program runs at home):"
+mosctl cluster exec node1 -- mosps
+echo "--- migrate $pid 2:"
+mosctl cluster exec node1 -- migrate "$pid" 2
+echo "--- mosps on node1 (it runs on node2; its deputy keeps pid $pid at home):"
+mosctl cluster exec node1 -- mosps
+echo "--- processes on node2 (the body runs as nobody):"
+mosctl cluster exec node2 -- ps -eo pid,user,stat,comm | grep -v " ps$"
+sleep 1
+echo "--- migrate $pid home:"
+mosctl cluster exec node1 -- migrate "$pid" home
+mosctl cluster exec node1 -- mosps
+wait "$runner" || true
+echo "--- its output (printed at home all along):"
+tail -n 3 $work/counter.out
+echo "--- its file is node1's /tmp/demo-counter.txt ($(mosctl cluster exec node1 -- wc -l </dev/null /tmp/demo-counter.txt | awk '{print $1}') lines);"
+echo "    node2's /tmp has none: $(mosctl cluster exec node2 -- sh -c 'ls /tmp/demo-counter.txt 2>&1 || true')"
+
 say "tearing the cluster down"
 mosctl cluster down
+rm -rf "$work"
 trap - EXIT
 echo "done: nothing of the cluster is left on this machine"

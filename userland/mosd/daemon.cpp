@@ -502,6 +502,9 @@ msg::PsReply Daemon::ps() {
       i.where = node;
       i.state = "away";
       i.reason = "moved by the user";
+      std::string command;
+      std::getline(where, command);  // the rest of the first line
+      if (std::getline(where, command) && !command.empty()) i.command = command;
     } else {
       auto can = image::migratable(p.pid);
       i.reason = can ? "started here" : "cannot move: " + can.reason;

@@ -73,6 +73,11 @@ class HomeSide {
   }
 
   int run() {
+    {
+      std::ifstream in(fmt::format("/proc/{}/cmdline", pid_));
+      std::string arg;
+      while (std::getline(in, arg, '\0')) command_ += (command_.empty() ? "" : " ") + arg;
+    }
     listen();
     // The request that made mosd start us comes within moments.
     std::optional<Client> first = next_request(std::chrono::seconds(10));
@@ -174,12 +179,14 @@ class HomeSide {
     return rc;
   }
 
+  // The node, then the command line (the deputy's memory, where
+  // /proc/PID/cmdline reads from, is released while it is away).
   void write_where(uint32_t node) {
     fs::path tmp = where_;
     tmp += ".tmp";
     {
       std::ofstream out(tmp);
-      out << node << "\n";
+      out << node << "\n" << command_ << "\n";
     }
     fs::rename(tmp, where_);
   }
@@ -235,6 +242,7 @@ class HomeSide {
   ClusterKey key_;
   FileDesc listener_;
   uint32_t current_ = 0;
+  std::string command_;
 };
 
 int run_remote(const Common& c, int fd) {
