@@ -29,6 +29,7 @@
 #include "roam/cpu_features.hpp"
 #include "roam/error.hpp"
 #include "roam/image_codec.hpp"
+#include "roam/mig_image.hpp"
 #include "roam/mig_messages.hpp"
 #include "roam/mig_util.hpp"
 #include "roam/migration.hpp"
@@ -51,7 +52,6 @@ namespace {
 constexpr long kERestartSys = 512;
 constexpr long kERestartNoIntr = 513;
 constexpr uid_t kNobody = 65534;
-constexpr uint64_t kMaxImageBytes = uint64_t{1} << 40;
 
 struct Refuse {
   std::string why;
@@ -165,26 +165,23 @@ class BodyServer {
     if (!missing.empty()) {
       std::string names;
       for (const auto& m : missing) names += (names.empty() ? "" : " ") + m;
-      drain_image();
+      ImageReceiver(ch_, link_timeout_).drain();
       throw Refuse{fmt::format("node {}'s CPU lacks {}", o_.self_node, names)};
     }
-    if (offer_.image_bytes > kMaxImageBytes) throw Refuse{fmt::format("image of {} bytes", offer_.image_bytes)};
-    auto recv_at = Clock::now();
     int64_t mono_now = clock_ns(CLOCK_MONOTONIC), boot_now = clock_ns(CLOCK_BOOTTIME);
-    std::vector<std::byte> bytes = drain_image();
+    MemoryInfo mem = memory_info();
+    if (mem.free > 0 && offer_.image_bytes > mem.free) {
+      ImageReceiver(ch_, link_timeout_).drain();
+      throw Refuse{fmt::format("node {} has {} MiB free, the process needs {} MiB", o_.self_node, mem.free >> 20,
+                               offer_.image_bytes >> 20)};
+    }
+    ImageReceiver rx(ch_, link_timeout_);
     image::ProcessImage img;
     try {
-      img = image::decode(bytes);
+      img = rx.header();
     } catch (const wire::DecodeError& e) {
       throw Refuse{fmt::format("bad process image: {}", e.what())};
     }
-    bytes = {};
-    uint64_t page_bytes = 0;
-    for (const auto& p : img.pages) page_bytes += p.bytes.size();
-    MemoryInfo mem = memory_info();
-    if (mem.free > 0 && page_bytes > mem.free)
-      throw Refuse{fmt::format("node {} has {} MiB free, the process needs {} MiB", o_.self_node,
-                               mem.free >> 20, page_bytes >> 20)};
     auto t0 = Clock::now();
     try {
       if (o_.namespaces) {
@@ -203,31 +200,27 @@ class BodyServer {
       stub_.emplace(restore::spawn_stub({.fds = {}, .set_tid = o_.namespaces ? offer_.home_pid : 0}));
       body_ = stub_->tid();
       out_.body = body_;
-      restore::restore_into(*stub_, img);
+      restore::restore_into(*stub_, img, rx.pages());
       misc_ = img.misc;
       if (o_.drop_privileges) drop_privileges();
       install_filter();
       body_pidfd_ = pidfd_of(body_);
     } catch (const restore::RestoreError& e) {
+      drain_quietly(rx);
       throw Refuse{fmt::format("cannot restore here: {}", e.what())};
     } catch (const SysError& e) {
+      drain_quietly(rx);
       throw Refuse{fmt::format("cannot restore here: {}", e.what())};
     }
-    (void)recv_at;
     if (o_.on_ready) o_.on_ready(body_);
     ch_.send_msg(msg::MigReady{body_, static_cast<uint64_t>(us(Clock::now() - t0).count())});
   }
 
-  std::vector<std::byte> drain_image() {
-    std::vector<std::byte> bytes;
-    bytes.reserve(std::min<uint64_t>(offer_.image_bytes, kMaxImageBytes));
-    while (bytes.size() < offer_.image_bytes) {
-      auto c = ch_.recv_msg<msg::MigChunk>(link_timeout_);
-      if (c.data.empty() || bytes.size() + c.data.size() > offer_.image_bytes)
-        throw Refuse{"the image stream does not match its announced size"};
-      bytes.insert(bytes.end(), c.data.begin(), c.data.end());
+  static void drain_quietly(ImageReceiver& rx) {
+    try {
+      rx.drain();
+    } catch (const std::exception&) {
     }
-    return bytes;
   }
 
   // PID 1 of the body's PID namespace. It relays the signals sent to the
@@ -592,17 +585,11 @@ class BodyServer {
     t.settle();
     msg::GoingHome gh{reason, 0, pending_signals()};
     image::Frozen f = image::capture_stopped(std::move(t));
-    std::vector<std::byte> bytes = image::encode(f.image);
-    f.image.pages.clear();
-    gh.image_bytes = bytes.size();
+    for (const auto& p : f.image.pages) gh.image_bytes += p.bytes.size();
     send(gh);
-    for (size_t off = 0; off < bytes.size(); off += msg::kMigChunkBytes) {
-      msg::MigChunk c;
-      auto piece = std::span(bytes).subspan(off, std::min(msg::kMigChunkBytes, bytes.size() - off));
-      c.data.assign(piece.begin(), piece.end());
-      send(c);
-    }
-    bytes = {};
+    send_image(ch_, f.image);
+    last_sent_ = Clock::now();
+    f.image.pages.clear();
     msg::HomeDone done;
     for (;;) {
       auto body = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(120000)));

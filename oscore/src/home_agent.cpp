@@ -21,6 +21,7 @@
 #include "roam/error.hpp"
 #include "roam/image_codec.hpp"
 #include "roam/log.hpp"
+#include "roam/mig_image.hpp"
 #include "roam/mig_messages.hpp"
 #include "roam/mig_util.hpp"
 #include "roam/migration.hpp"
@@ -70,10 +71,6 @@ class HomeAgent::Impl {
       id_ = identity_of(pid_);
       pidfd_ = pidfd_of(pid_);
       for (const auto& p : frozen_->image.pages) st.page_bytes += p.bytes.size();
-      std::vector<std::byte> bytes = image::encode(frozen_->image);
-      frozen_->image.pages.clear();
-      frozen_->image.pages.shrink_to_fit();
-      st.image_bytes = bytes.size();
 
       msg::MigOffer offer;
       offer.home_node = o_.self_node;
@@ -86,14 +83,15 @@ class HomeAgent::Impl {
       wire::Writer cw;
       host_cpu_features().encode(cw);
       offer.cpu = cw.take();
-      offer.image_bytes = bytes.size();
+      offer.image_bytes = st.page_bytes;
       offer.link_timeout_ms = static_cast<uint32_t>(o_.link_timeout.count());
       auto sent_at = Clock::now();
       offer.monotonic_ns = clock_ns(CLOCK_MONOTONIC);
       offer.boottime_ns = clock_ns(CLOCK_BOOTTIME);
       ch.send_msg(offer);
-      send_chunks(ch, bytes);
-      bytes = {};
+      st.image_bytes = send_image(ch, frozen_->image);
+      frozen_->image.pages.clear();
+      frozen_->image.pages.shrink_to_fit();
 
       auto reply = ch.recv(std::max(o_.link_timeout, std::chrono::milliseconds(120000)));
       if (msg::peek_type(reply) == msg::Type::mig_refused)
@@ -152,15 +150,6 @@ class HomeAgent::Impl {
 
  private:
   enum class Wait { ready, cancelled, ended };
-
-  static void send_chunks(Channel& ch, std::span<const std::byte> bytes) {
-    for (size_t off = 0; off < bytes.size(); off += msg::kMigChunkBytes) {
-      msg::MigChunk c;
-      auto piece = bytes.subspan(off, std::min(msg::kMigChunkBytes, bytes.size() - off));
-      c.data.assign(piece.begin(), piece.end());
-      ch.send_msg(c);
-    }
-  }
 
   // One round of the loop: wait for something, handle it. With `waiting_fd`
   // >= 0 (a forwarded call waits for it to become readable) says what ended
@@ -544,20 +533,13 @@ class HomeAgent::Impl {
   }
 
   void receive_home(const msg::GoingHome& gh) {
-    std::vector<std::byte> bytes;
-    bytes.reserve(gh.image_bytes);
-    while (bytes.size() < gh.image_bytes) {
-      auto chunk = ch_.recv_msg<msg::MigChunk>(o_.link_timeout);
-      bytes.insert(bytes.end(), chunk.data.begin(), chunk.data.end());
-    }
-    if (bytes.size() != gh.image_bytes) throw LinkLost{"the body's image came home with the wrong size"};
+    ImageReceiver rx(ch_, o_.link_timeout);
     try {
-      image::ProcessImage img = image::decode(bytes);
-      bytes = {};
+      image::ProcessImage img = rx.header();
       img.misc = original_misc_;
       mirror_.clear();
       mirrored_ = 0;
-      restore::restore_into(*deputy_, img);
+      restore::restore_into(*deputy_, img, rx.pages());
     } catch (const std::exception& e) {
       send(msg::HomeDone{false, e.what()});
       throw LinkLost{fmt::format("restoring the body at home failed: {}", e.what())};

@@ -33,6 +33,11 @@ ptrace::StepMode step_mode_for(const image::ProcessImage& image) {
 }  // namespace
 
 void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, RestoreTimes* times) {
+  restore_into(stub, image, PageSource{}, times);
+}
+
+void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
+                  RestoreTimes* times) {
   RestoreTimes t;
   auto mark = Clock::now();
   detail::Layout layout = detail::clear_stub(stub, image);
@@ -43,6 +48,12 @@ void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, Restor
     detail::map_regions(rs, image, layout.scratch);
     t.mapping = since(mark);
     t.page_bytes = detail::write_pages(rs, image);
+    if (more) {
+      while (auto run = more()) {
+        detail::write_run(rs, image, run->first, run->second);
+        t.page_bytes += run->second.size();
+      }
+    }
     t.pages = since(mark);
     detail::set_mm_map(rs, image);
     detail::set_sigactions(rs, image);

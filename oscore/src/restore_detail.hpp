@@ -1,6 +1,8 @@
 // Internal steps of restore_into (restore.hpp), one file each.
 #pragma once
 
+#include <span>
+
 #include <cstdint>
 
 #include "roam/image.hpp"
@@ -34,6 +36,9 @@ Layout clear_stub(ptrace::Tracee& stub, const image::ProcessImage& image);
 // otherwise anonymous), then writes the page contents.
 void map_regions(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch);
 uint64_t write_pages(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+// One run of page contents at `addr` (whole pages inside the image's regions).
+void write_run(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, uint64_t addr,
+               std::span<const std::byte> bytes);
 
 // restore_state.cpp: kernel-held state. set_rlimits works from outside;
 // the others inject.

@@ -100,32 +100,36 @@ void map_regions(RemoteSyscalls& rs, const image::ProcessImage& image, Range scr
   }
 }
 
-uint64_t write_pages(RemoteSyscalls& rs, const image::ProcessImage& image) {
+void write_run(RemoteSyscalls& rs, const image::ProcessImage& image, uint64_t addr, std::span<const std::byte> bytes) {
   ptrace::Tracee& stub = rs.tracee();
+  ptrace::RemotePtr<void> at(addr);
+  try {
+    // /proc/PID/mem writes reach read-only pages on this kernel (the
+    // tracer forces them), so regions keep their final protection.
+    stub.write_mem(at, bytes);
+  } catch (const SysError&) {
+    // A kernel that does not force them (proc_mem.force_override): open
+    // the regions for writing for as long as it takes.
+    uint64_t end = addr + bytes.size();
+    std::vector<const image::Vma*> opened;
+    for (const ImageVma& iv : image.vmas) {
+      const image::Vma& v = iv.vma;
+      if (v.end <= addr || v.start >= end || (v.prot & image::kProtWrite)) continue;
+      rs.checked_syscall("mprotect (open for writing)", SYS_mprotect, v.start, v.size(),
+                         prot_of(v) | PROT_READ | PROT_WRITE);
+      opened.push_back(&v);
+    }
+    if (opened.empty()) throw;
+    stub.write_mem(at, bytes);
+    for (const image::Vma* v : opened)
+      rs.checked_syscall("mprotect (close)", SYS_mprotect, v->start, v->size(), prot_of(*v));
+  }
+}
+
+uint64_t write_pages(RemoteSyscalls& rs, const image::ProcessImage& image) {
   uint64_t bytes = 0;
   for (const image::PageData& p : image.pages) {
-    ptrace::RemotePtr<void> at(p.addr);
-    try {
-      // /proc/PID/mem writes reach read-only pages on this kernel (the
-      // tracer forces them), so regions keep their final protection.
-      stub.write_mem(at, p.bytes);
-    } catch (const SysError&) {
-      // A kernel that does not force them (proc_mem.force_override): open
-      // the regions for writing for as long as it takes.
-      uint64_t end = p.addr + p.bytes.size();
-      std::vector<const image::Vma*> opened;
-      for (const ImageVma& iv : image.vmas) {
-        const image::Vma& v = iv.vma;
-        if (v.end <= p.addr || v.start >= end || (v.prot & image::kProtWrite)) continue;
-        rs.checked_syscall("mprotect (open for writing)", SYS_mprotect, v.start, v.size(),
-                           prot_of(v) | PROT_READ | PROT_WRITE);
-        opened.push_back(&v);
-      }
-      if (opened.empty()) throw;
-      stub.write_mem(at, p.bytes);
-      for (const image::Vma* v : opened)
-        rs.checked_syscall("mprotect (close)", SYS_mprotect, v->start, v->size(), prot_of(*v));
-    }
+    write_run(rs, image, p.addr, p.bytes);
     bytes += p.bytes.size();
   }
   return bytes;

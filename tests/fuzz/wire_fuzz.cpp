@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "roam/messages.hpp"
+#include "roam/mig_messages.hpp"
 #include "roam/secure_channel.hpp"
 #include "roam/wire.hpp"
 
@@ -52,6 +53,23 @@ void try_every_decoder(Span body) {
   try_decode<RegisterJob>(body);
   try_decode<RegisterJobReply>(body);
   try_decode<ErrorReply>(body);
+  // The migration connection (and the migrate request).
+  try_decode<MigrateRequest>(body);
+  try_decode<MigrateReply>(body);
+  try_decode<MigOffer>(body);
+  try_decode<MigChunk>(body);
+  try_decode<MigReady>(body);
+  try_decode<MigRefused>(body);
+  try_decode<MigGo>(body);
+  try_decode<FwdCall>(body);
+  try_decode<FwdResult>(body);
+  try_decode<FwdCancel>(body);
+  try_decode<FwdSignal>(body);
+  try_decode<ComeHome>(body);
+  try_decode<GoingHome>(body);
+  try_decode<HomeDone>(body);
+  try_decode<BodyExit>(body);
+  try_decode<Keepalive>(body);
 }
 
 const roam::ClusterKey& test_key() {

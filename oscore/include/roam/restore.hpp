@@ -25,6 +25,9 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -69,6 +72,14 @@ struct RestoreTimes {
 // the process of `image`; it is left stopped with the image's registers,
 // ready to resume (detach or resume()).
 void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, RestoreTimes* times = nullptr);
+
+// The next run of page contents (address, whole pages), or nothing once
+// all came; the span stays valid until the next call. For a restore that
+// writes pages as they arrive from the network.
+using PageSource = std::function<std::optional<std::pair<uint64_t, std::span<const std::byte>>>()>;
+// As above; after image.pages, the pages `more` yields are written too.
+void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
+                  RestoreTimes* times = nullptr);
 
 // spawn_stub, restore_into, detach: the body runs. Returns its pid (a child
 // of the calling process: wait for it as for any child).

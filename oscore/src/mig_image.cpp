@@ -1,0 +1,92 @@
+#include "roam/mig_image.hpp"
+
+#include <fmt/format.h>
+
+#include "roam/mig_messages.hpp"
+
+namespace roam::mig {
+
+namespace {
+
+// One MigChunk frame built in place: type, blob length, then the pieces.
+void send_chunk(Channel& ch, std::initializer_list<std::span<const std::byte>> pieces) {
+  size_t n = 0;
+  for (auto p : pieces) n += p.size();
+  wire::Writer w;
+  w.buffer().reserve(6 + n);
+  w.u16(static_cast<uint16_t>(msg::Type::mig_chunk));
+  w.u32(static_cast<uint32_t>(n));
+  for (auto p : pieces) w.bytes(p);
+  ch.send(w.buffer());
+}
+
+}  // namespace
+
+uint64_t send_image(Channel& ch, const image::ProcessImage& image) {
+  image::ImageEncoder enc;
+  uint64_t sent = 0;
+  std::vector<std::byte> head = enc.header(image);
+  for (size_t off = 0; off < head.size(); off += msg::kMigChunkBytes) {
+    auto piece = std::span<const std::byte>(head).subspan(off, std::min(msg::kMigChunkBytes, head.size() - off));
+    send_chunk(ch, {piece});
+  }
+  sent += head.size();
+  constexpr size_t kPiece = (msg::kMigChunkBytes - image::kPagesPrefixBytes) & ~size_t{4095};
+  for (const image::PageData& p : image.pages) {
+    std::span<const std::byte> all(p.bytes);
+    for (size_t off = 0; off < all.size(); off += kPiece) {
+      auto piece = all.subspan(off, std::min(kPiece, all.size() - off));
+      auto prefix = enc.pages_prefix(p.addr + off, piece.size());
+      send_chunk(ch, {std::span<const std::byte>(prefix), piece});
+      sent += prefix.size() + piece.size();
+    }
+  }
+  std::vector<std::byte> tail = enc.trailer();
+  send_chunk(ch, {tail});
+  return sent + tail.size();
+}
+
+ImageReceiver::ImageReceiver(Channel& ch, std::chrono::milliseconds timeout)
+    : ch_(ch), timeout_(timeout), dec_(msg::kMigMaxFrame) {}
+
+void ImageReceiver::more() {
+  auto c = ch_.recv_msg<msg::MigChunk>(timeout_);
+  if (c.data.empty()) throw wire::DecodeError("empty image chunk");
+  dec_.feed(c.data);
+}
+
+const image::ProcessImage& ImageReceiver::header() {
+  while (!have_header_) {
+    if (auto ev = dec_.next()) {
+      if (ev->type != image::ImageDecoder::Event::Type::header)
+        throw wire::DecodeError("image stream: pages before the header");
+      have_header_ = true;
+    } else {
+      more();
+    }
+  }
+  return dec_.header();
+}
+
+restore::PageSource ImageReceiver::pages() {
+  return [this]() -> std::optional<std::pair<uint64_t, std::span<const std::byte>>> {
+    header();
+    for (;;) {
+      if (dec_.finished()) return std::nullopt;
+      if (auto ev = dec_.next()) {
+        if (ev->type == image::ImageDecoder::Event::Type::end) return std::nullopt;
+        if (ev->type == image::ImageDecoder::Event::Type::pages) return std::pair{ev->addr, ev->data};
+        continue;
+      }
+      more();
+    }
+  };
+}
+
+void ImageReceiver::drain() {
+  auto p = pages();
+  while (p()) {
+  }
+}
+
+}  // namespace roam::mig
