@@ -131,7 +131,7 @@ CpuFeatures host_cpu_features() {
     __cpuid_count(0xd, 0, a, b, c, d);
     f.xsave_size = b;
   }
-  if (__get_cpuid_max(0x80000000, nullptr) >= 0x80000001) {
+  if (static_cast<unsigned>(__get_cpuid_max(0x80000000, nullptr)) >= 0x80000001u) {
     __get_cpuid(0x80000001, &a, &b, &c, &d);
     f.ext1_ecx = c;
     f.ext1_edx = d;
