@@ -2,6 +2,9 @@
 #include "roam/capture.hpp"
 
 #include <signal.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -15,6 +18,8 @@
 #include "roam/remote_syscall.hpp"
 
 namespace roam::image {
+
+void fill_timers(ptrace::RemoteSyscalls& rs, ProcessImage& image);
 
 void fill_injected(ptrace::Tracee& tracee, ProcessImage& image) {
   ptrace::Regs regs = tracee.regs();
@@ -48,6 +53,28 @@ void fill_injected(ptrace::Tracee& tracee, ProcessImage& image) {
   image.clear_child_tid = ptrace::tid_address(rs).addr();
   ptrace::AltStack ss = ptrace::sigaltstack_of(rs);
   image.sigaltstack = SigAltStack{ss.sp.addr(), ss.flags, ss.size};
+  fill_timers(rs, image);
+}
+
+// itimers (getitimer x 3: /proc shows none) and each POSIX timer's time.
+void fill_timers(ptrace::RemoteSyscalls& rs, ProcessImage& image) {
+  auto ns = [](const timeval& tv) { return static_cast<uint64_t>(tv.tv_sec) * 1000000000 + static_cast<uint64_t>(tv.tv_usec) * 1000; };
+  auto ns_ts = [](const timespec& ts) { return static_cast<uint64_t>(ts.tv_sec) * 1000000000 + static_cast<uint64_t>(ts.tv_nsec); };
+  std::array<TimerValue, 3> it{};
+  for (int which = 0; which < 3; ++which) {
+    ptrace::ScratchMem out(rs, sizeof(itimerval));
+    rs.checked_syscall("getitimer", SYS_getitimer, which, out.get());
+    auto v = out.read<itimerval>();
+    it[static_cast<size_t>(which)] = TimerValue{ns(v.it_interval), ns(v.it_value)};
+  }
+  image.itimers = it;
+  for (PosixTimer& t : image.posix_timers) {
+    ptrace::ScratchMem out(rs, sizeof(itimerspec));
+    long rc = rs.syscall(SYS_timer_gettime, t.id, out.get());
+    if (rc < 0) continue;  // deleted meanwhile
+    auto v = out.read<itimerspec>();
+    t.time = TimerValue{ns_ts(v.it_interval), ns_ts(v.it_value)};
+  }
 }
 
 void fill_pages(pid_t pid, ProcessImage& image) {

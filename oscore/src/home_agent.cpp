@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -376,6 +377,17 @@ class HomeAgent::Impl {
     }
     {
       RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
+      // Its timers now tick in the body: disarmed here, or the deputy would
+      // raise a second SIGALRM for every one the body gets.
+      for (int which = 0; which < 3; ++which) {
+        ScratchMem zero = ScratchMem::holding(rs, itimerval{});
+        rs.syscall(SYS_setitimer, which, zero.get(), 0);
+      }
+      for (const auto& t : frozen_->image.posix_timers) rs.syscall(SYS_timer_delete, t.id);
+      // rt_sigtimedwait's arguments live here (forward_signals).
+      long page = rs.syscall(SYS_mmap, 0, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (page < 0 && page > -4096) throw SysError("mmap of the deputy's scratch page", static_cast<int>(-page));
+      scratch_ = static_cast<uint64_t>(page);
       for (const auto& iv : frozen_->image.vmas) {
         switch (iv.vma.kind) {
           case image::VmaKind::vdso:
@@ -393,6 +405,9 @@ class HomeAgent::Impl {
     Regs r = deputy_->regs();
     r.rsp = 0;
     deputy_->set_regs(r);
+    // No handler may ever run in the deputy (they are unmapped): every
+    // signal stays queued for forward_signals() to take.
+    deputy_->set_signal_mask(~uint64_t{0});
   }
 
   int deputy_fd(uint64_t arg) {
@@ -413,34 +428,72 @@ class HomeAgent::Impl {
 
   // ---- signals ----
 
-  // Signals sent to the home pid. The deputy sits in a ptrace interrupt-stop,
-  // where a new signal only becomes pending: the kernel reports nothing to
-  // the tracer until the tracee runs. So we look at the deputy's queues with
-  // PTRACE_PEEKSIGINFO (nothing dequeued) every kSignalPollMs, and for each
-  // signal let the deputy go with every signal unblocked: the kernel
-  // dequeues it into a signal-delivery-stop where we take its siginfo; an
-  // interrupt then drops it before any user instruction runs.
+  // Signals sent to the home pid. The deputy sits in a ptrace interrupt-stop
+  // with every signal blocked, where a new signal only becomes pending: the
+  // kernel reports nothing to the tracer. So we look at its queues with
+  // PTRACE_PEEKSIGINFO (nothing dequeued) every kSignalPollMs and whenever a
+  // forwarded read's data arrives, and take each one with an injected
+  // rt_sigtimedwait(all, &info, {0, 0}): the deputy never runs a handler or
+  // a user instruction (its code is unmapped), and a signal the kernel
+  // discards at dequeue time (that of a deleted POSIX timer) is simply not
+  // returned. SIGSTOP, which no one can wait for, is taken in a
+  // signal-delivery-stop instead.
   void forward_signals(bool now_anyway = false) {
     if (ended_ || deputy_ == nullptr) return;
     auto now = Clock::now();
     if (now < next_signal_check_ && !now_anyway) return;
     next_signal_check_ = now + std::chrono::milliseconds(kSignalPollMs);
     for (int round = 0; round < 4096 && deputy_has_pending(); ++round) {
-      auto& d = *deputy_;
-      uint64_t mask = d.signal_mask();
-      d.set_signal_mask(0);
-      d.resume_as(ptrace::Resume::cont, 0);
-      ptrace::Stop s = d.wait_stop();
-      std::optional<siginfo_t> info;
-      if (s.kind == ptrace::StopKind::signal_delivery) info = d.siginfo();
-      d.reinterrupt();
-      d.set_signal_mask(mask);
-      if (!info) continue;
+      std::optional<siginfo_t> info = take_signal();
+      if (!info) break;
       msg::FwdSignal m;
       std::memcpy(m.siginfo.data(), &*info, sizeof(siginfo_t));
       send(m);
       ++out_.signals_forwarded;
     }
+  }
+
+  std::optional<siginfo_t> take_signal() {
+    auto& d = *deputy_;
+    if (pending_stop()) {
+      uint64_t mask = d.signal_mask();
+      d.set_signal_mask(0);
+      d.resume_as(ptrace::Resume::cont, 0);
+      ptrace::Stop st = d.wait_stop();
+      std::optional<siginfo_t> info;
+      if (st.kind == ptrace::StopKind::signal_delivery) info = d.siginfo();
+      d.reinterrupt();
+      d.set_signal_mask(mask);
+      return info;
+    }
+    // Scratch for the call: set (8), timeout (16), siginfo (128).
+    struct Block {
+      uint64_t set;
+      timespec timeout;
+      siginfo_t info;
+    } blk{~uint64_t{0}, {0, 0}, {}};
+    RemotePtr<void> at(scratch_);
+    d.write_mem(at, std::as_bytes(std::span(&blk, 1)));
+    long rc;
+    {
+      RemoteSyscalls rs(d, ptrace::SyscallSite::vdso);
+      rc = rs.syscall(SYS_rt_sigtimedwait, scratch_, scratch_ + offsetof(Block, info), scratch_ + offsetof(Block, timeout), 8);
+    }
+    if (rc <= 0) return std::nullopt;
+    d.read_mem(at, std::as_writable_bytes(std::span(&blk, 1)));
+    return blk.info;
+  }
+
+  bool pending_stop() {
+    uint64_t bit = uint64_t{1} << (SIGSTOP - 1);
+    for (uint32_t flags : {0u, static_cast<uint32_t>(PTRACE_PEEKSIGINFO_SHARED)}) {
+      siginfo_t si[64];
+      __ptrace_peeksiginfo_args a{0, flags, 64};
+      long n = ::ptrace(PTRACE_PEEKSIGINFO, pid_, &a, si);
+      for (long i = 0; i < n; ++i)
+        if (uint64_t{1} << (si[i].si_signo - 1) == bit) return true;
+    }
+    return false;
   }
 
   bool deputy_has_pending() {
@@ -573,6 +626,7 @@ class HomeAgent::Impl {
   std::unordered_map<int, FileDesc> cache_;  // deputy fd number -> our copy
   std::map<uint64_t, uint64_t> mirror_;      // mirrored page ranges in the deputy
   uint64_t mirrored_ = 0;
+  uint64_t scratch_ = 0;  // a page of the deputy's for injected calls' arguments
   std::deque<std::vector<std::byte>> pending_;
   int extra_fd_ = -1;
   std::function<void()> on_extra_;

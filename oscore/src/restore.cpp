@@ -58,6 +58,7 @@ void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const 
     detail::set_mm_map(rs, image);
     detail::set_sigactions(rs, image);
     detail::set_task_state(rs, image);
+    detail::set_timers(rs, image);
     rs.checked_syscall("munmap (scratch)", SYS_munmap, layout.scratch.start, layout.scratch.size());
   }
   detail::register_rseq(stub, layout.insn, image);

@@ -46,6 +46,7 @@ void set_rlimits(pid_t pid, const image::ProcessImage& image);
 void set_mm_map(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 void set_sigactions(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 void set_task_state(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+void set_timers(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 void register_rseq(ptrace::Tracee& stub, ptrace::RemotePtr<void> insn, const image::ProcessImage& image);
 void set_registers(ptrace::Tracee& stub, const image::ProcessImage& image);
 

@@ -3,6 +3,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
+#include <time.h>
 
 #include <algorithm>
 #include <array>
@@ -103,6 +105,51 @@ void set_task_state(RemoteSyscalls& rs, const image::ProcessImage& image) {
   }
   if (image.misc.thp_disabled) rs.checked_syscall("prctl(PR_SET_THP_DISABLE)", SYS_prctl, PR_SET_THP_DISABLE, 1, 0, 0, 0);
   if (image.misc.no_new_privs) rs.checked_syscall("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+// Armed last: itimers, then POSIX timers with their own ids (the kernel's
+// PR_TIMER_CREATE_RESTORE_IDS, Linux 6.15+, takes the id from *timerid).
+void set_timers(RemoteSyscalls& rs, const image::ProcessImage& image) {
+  constexpr int kPrTimerCreateRestoreIds = 77;
+  auto tv = [](uint64_t ns) { return timeval{static_cast<time_t>(ns / 1000000000), static_cast<suseconds_t>(ns % 1000000000 / 1000)}; };
+  auto ts = [](uint64_t ns) { return timespec{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)}; };
+  if (image.itimers) {
+    for (int which = 0; which < 3; ++which) {
+      const image::TimerValue& t = (*image.itimers)[static_cast<size_t>(which)];
+      // A periodic timer caught right at its expiry reads 0 left, which
+      // would disarm it: it fires at once instead.
+      uint64_t left = t.value_ns == 0 && t.interval_ns != 0 ? 1000 : t.value_ns;
+      itimerval v{tv(t.interval_ns), tv(left)};
+      ScratchMem mem = ScratchMem::holding(rs, v);
+      rs.checked_syscall("setitimer", SYS_setitimer, which, mem.get(), 0);
+    }
+  }
+  if (image.posix_timers.empty()) return;
+  long self = rs.syscall(SYS_gettid);
+  long rc = rs.syscall(SYS_prctl, kPrTimerCreateRestoreIds, 1, 0, 0, 0);
+  if (rc < 0) throw RestoreError("this kernel cannot recreate POSIX timers with their ids (PR_TIMER_CREATE_RESTORE_IDS)");
+  for (const image::PosixTimer& t : image.posix_timers) {
+    struct {
+      uint64_t value;
+      int32_t signo;
+      int32_t notify;
+      int32_t tid;
+      int32_t pad[11];
+    } ev{t.sigev_value, t.signo, t.sigev_notify, static_cast<int32_t>(self), {}};
+    static_assert(sizeof ev == 64);
+    ScratchMem evm = ScratchMem::holding(rs, ev);
+    ScratchMem idm = ScratchMem::holding(rs, t.id);
+    rc = rs.syscall(SYS_timer_create, t.clock, evm.get(), idm.get());
+    if (rc < 0 || idm.read<int32_t>() != t.id)
+      throw RestoreError(fmt::format("POSIX timer {} could not be recreated: {}", t.id, rc < 0 ? std::strerror(static_cast<int>(-rc)) : "another id"));
+    if (t.time) {
+      uint64_t left = t.time->value_ns == 0 && t.time->interval_ns != 0 ? 1000 : t.time->value_ns;
+      itimerspec v{ts(t.time->interval_ns), ts(left)};
+      ScratchMem vm = ScratchMem::holding(rs, v);
+      rs.checked_syscall("timer_settime", SYS_timer_settime, t.id, 0, vm.get(), 0);
+    }
+  }
+  rs.syscall(SYS_prctl, kPrTimerCreateRestoreIds, 0, 0, 0, 0);
 }
 
 void register_rseq(ptrace::Tracee& stub, RemotePtr<void> insn, const image::ProcessImage& image) {

@@ -9,7 +9,7 @@ roam_init() {
   PATH="$ROAM_BIN:$ROAM_HELPERS:$PATH"
   export PATH ROAM_BIN ROAM_HELPERS
   # Tests use their own cluster directory, apart from a demo cluster.
-  ROAM_CLUSTER_DIR=/run/roam-test-cluster
+  ROAM_CLUSTER_DIR=${ROAM_TEST_CLUSTER_DIR:-/run/roam-test-cluster}
   export ROAM_CLUSTER_DIR
 }
 

@@ -351,6 +351,29 @@ clocks_body() {
 }
 clocks_cleanup() { cluster_down; }
 
+atf_test_case timers cleanup
+timers_head() {
+  atf_set descr "an interval timer and a POSIX timer keep firing across moves, neither lost nor doubled"
+  atf_set require.user root
+  atf_set timeout 120
+}
+timers_body() {
+  roam_init
+  cluster_up 3
+  pid=$(job_start 1 tm "$(wl timers)")
+  wait_line tm.out '^READY'
+  for n in 2 3 home 2; do
+    sleep 0.3
+    migrate_ok 1 "$pid" "$n"
+  done
+  sleep 0.5
+  on_node 1 kill -USR1 "$pid"
+  expect_status tm 0
+  cat tm.out
+  atf_check -o "match:^PASS$" cat tm.out
+}
+timers_cleanup() { cluster_down; }
+
 atf_test_case hundred_moves cleanup
 hundred_moves_head() {
   atf_set descr "100 moves back and forth leave the result unchanged"
@@ -561,6 +584,7 @@ atf_init_test_cases() {
   atf_add_test_case fork_exec_goes_home
   atf_add_test_case scripts
   atf_add_test_case clocks
+  atf_add_test_case timers
   atf_add_test_case hundred_moves
   atf_add_test_case exit_status_away
   atf_add_test_case killed_during_move

@@ -540,3 +540,26 @@ TEST(Split, SigkillToTheDeputyKillsTheBody) {
 }
 
 }  // namespace
+
+// Interval and POSIX timers move with the process and keep firing (the
+// deputy's are disarmed, so none doubles), and come back home with it.
+TEST(Split, TimersMoveWithTheProcess) {
+  Child c({workload_path("timers")});
+  ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+  {
+    roam::split::Split split(c.pid());
+    std::this_thread::sleep_for(300ms);
+    split.bring_home();
+    roam::split::SplitOutcome outcome = split.wait();
+    for (const std::string& l : outcome.log) std::printf("agent: %s\n", l.c_str());
+    EXPECT_EQ(outcome.error, "");
+    EXPECT_FALSE(outcome.went_home.empty()) << "body status " << outcome.body_status;
+  }
+  std::this_thread::sleep_for(200ms);
+  ASSERT_EQ(::kill(c.pid(), SIGUSR1), 0);
+  std::string line = c.line();
+  std::printf("%s\n", line.c_str());
+  EXPECT_EQ(c.line(), "PASS");
+  int status = c.wait_status();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+}
