@@ -456,7 +456,14 @@ class BodyServer {
       case SYS_gettid:
         return answer_value(id, offer_.home_pid);
       case SYS_getppid:
-        return answer_value(id, offer_.ppid);
+        // The deputy is reparented if its parent dies: home knows.
+        return send_call(id, nr, args, {});
+      default:
+        break;
+    }
+    if (ids_changed_ && nr != SYS_getgroups && nr != SYS_getresuid && nr != SYS_getresgid)
+      return send_call(id, nr, args, {});  // a set*id ran at home: ask it
+    switch (nr) {
       case SYS_getuid:
         return answer_value(id, offer_.uid);
       case SYS_geteuid:
@@ -469,8 +476,23 @@ class BodyServer {
       case SYS_times:
         // The body's own usage: the part spent at home before is missing.
         return answer_continue(id);
+      case SYS_getgroups: {
+        // The home's answer is exact; the list is written to the body's buffer.
+        std::vector<fwd::Region> out;
+        int size = static_cast<int>(args[0]);
+        if (size > 0 && args[1] != 0)
+          out.push_back({args[1], static_cast<uint64_t>(std::min(size, 65536)) * 4, fwd::Dir::out});
+        return send_call(id, nr, args, out);
+      }
+      case SYS_getresuid:
+      case SYS_getresgid: {
+        std::vector<fwd::Region> out;
+        for (int i = 0; i < 3; ++i)
+          if (args[i] != 0) out.push_back({args[i], 4, fwd::Dir::out});
+        return send_call(id, nr, args, out);
+      }
       default:
-        return forward(id, nr, args);  // getpgrp, getgroups, getres[ug]id: the home's answer is exact
+        return send_call(id, nr, args, {});  // getpgrp: no memory
     }
   }
 
@@ -504,11 +526,17 @@ class BodyServer {
     });
     if (desc.fault) return answer(id, 0, -EFAULT);
     if (!desc.ok) return go_home(desc.why, id);
+    send_call(id, nr, args, desc.regions);
+  }
+
+  // Sends the call home with the memory it touches, and answers the body
+  // once the result is back.
+  void send_call(uint64_t id, int nr, const uint64_t* args, const std::vector<fwd::Region>& regions) {
     msg::FwdCall call;
     call.seq = ++seq_;
     call.nr = nr;
     std::copy(args, args + 6, call.args.begin());
-    for (const fwd::Region& r : desc.regions) {
+    for (const fwd::Region& r : regions) {
       msg::FwdRegion g{r.addr, r.len, static_cast<uint8_t>(r.dir), {}};
       bool contents = r.dir != fwd::Dir::out || !out_needs_no_contents(nr);
       if (contents) {
@@ -557,6 +585,14 @@ class BodyServer {
     for (const auto& g : r.regions) {
       if (!write_body(g.addr, g.data.data(), g.data.size())) return answer(o.id, 0, -EFAULT);
     }
+    switch (o.nr) {
+      case SYS_setuid: case SYS_setgid: case SYS_setreuid: case SYS_setregid: case SYS_setresuid:
+      case SYS_setresgid: case SYS_setfsuid: case SYS_setfsgid: case SYS_setgroups: case SYS_capset:
+        ids_changed_ = true;
+        break;
+      default:
+        break;
+    }
     answer_value(o.id, r.value);
   }
 
@@ -590,7 +626,10 @@ class BodyServer {
     send_image(ch_, f.image);
     last_sent_ = Clock::now();
     f.image.pages.clear();
+    // Signals home forwarded before it saw GoingHome cross the image: they
+    // go back, to be queued at home again (BodyGone).
     msg::HomeDone done;
+    msg::BodyGone gone;
     for (;;) {
       auto body = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(120000)));
       auto t2 = msg::peek_type(body);
@@ -598,9 +637,14 @@ class BodyServer {
         done = msg::decode<msg::HomeDone>(body);
         break;
       }
-      if (t2 != msg::Type::keepalive && t2 != msg::Type::fwd_signal && t2 != msg::Type::come_home)
+      if (t2 == msg::Type::fwd_signal) {
+        gone.signals.push_back(msg::decode<msg::FwdSignal>(body).siginfo);
+        continue;
+      }
+      if (t2 != msg::Type::keepalive && t2 != msg::Type::come_home && t2 != msg::Type::fwd_cancel)
         throw LinkLost{fmt::format("unexpected {} while going home", msg::type_name(t2))};
     }
+    if (done.ok) send(gone);
     int status = image::kill_frozen(f);
     body_reaped_ = true;
     out_.body_status = status;
@@ -681,6 +725,7 @@ class BodyServer {
   bool home_requested_ = false;
   std::string home_reason_;
   uint64_t seq_ = 0;
+  bool ids_changed_ = false;  // credentials changed at home: the offer's ids are stale
   bool ended_ = false;
   Clock::time_point last_sent_{};
   BodyOutcome out_;

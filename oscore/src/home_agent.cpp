@@ -597,13 +597,23 @@ class HomeAgent::Impl {
       send(msg::HomeDone{false, e.what()});
       throw LinkLost{fmt::format("restoring the body at home failed: {}", e.what())};
     }
-    for (const auto& raw : gh.pending_signals) {
+    send(msg::HomeDone{true, {}});
+    // Signals queued at the body, then those forwarded while it travelled,
+    // are queued here again before the process runs.
+    std::vector<std::array<std::byte, 128>> again = gh.pending_signals;
+    for (;;) {
+      auto body = ch_.recv(o_.link_timeout);
+      if (msg::peek_type(body) == msg::Type::keepalive) continue;
+      auto gone = msg::decode<msg::BodyGone>(body);
+      again.insert(again.end(), gone.signals.begin(), gone.signals.end());
+      break;
+    }
+    for (const auto& raw : again) {
       siginfo_t info;
       std::memcpy(&info, raw.data(), sizeof info);
       if (info.si_code >= 0 || info.si_code == SI_TKILL) info.si_code = SI_QUEUE;
       ::syscall(SYS_rt_tgsigqueueinfo, pid_, pid_, info.si_signo, &info);
     }
-    send(msg::HomeDone{true, {}});
     cache_.clear();
     deputy_->detach();
     deputy_ = nullptr;

@@ -66,6 +66,7 @@ const char* type_name(Type t) {
     case Type::home_done: return "home_done";
     case Type::body_exit: return "body_exit";
     case Type::keepalive: return "keepalive";
+    case Type::body_gone: return "body_gone";
   }
   return "unknown";
 }

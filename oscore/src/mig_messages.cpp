@@ -196,6 +196,17 @@ void encode_fields(wire::Writer& w, const BodyExit& m) { w.i32(m.status); }
 void decode_fields(wire::Reader& r, BodyExit& m) { m.status = r.i32(); }
 
 void encode_fields(wire::Writer&, const Keepalive&) {}
+void encode_fields(wire::Writer& w, const BodyGone& m) {
+  w.u32(static_cast<uint32_t>(m.signals.size()));
+  for (const auto& s : m.signals) w.bytes(s);
+}
+void decode_fields(wire::Reader& r, BodyGone& m) {
+  m.signals.resize(r.count(65536, 128));
+  for (auto& s : m.signals) {
+    auto b = r.bytes(s.size());
+    std::memcpy(s.data(), b.data(), b.size());
+  }
+}
 void decode_fields(wire::Reader&, Keepalive&) {}
 
 }  // namespace roam::msg

@@ -70,6 +70,7 @@ void try_every_decoder(Span body) {
   try_decode<HomeDone>(body);
   try_decode<BodyExit>(body);
   try_decode<Keepalive>(body);
+  try_decode<BodyGone>(body);
 }
 
 const roam::ClusterKey& test_key() {

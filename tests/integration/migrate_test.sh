@@ -181,10 +181,16 @@ signal_storm_body() {
   wait_line storm.out '^READY'
   on_node 1 "$(wl signal_sender)" "$pid" 1000 >sender.out 2>&1 &
   sender=$!
-  migrate_ok 1 "$pid" 2
-  migrate_ok 1 "$pid" home
+  # Back and forth for as long as the storm lasts (signals cross every move).
+  moves=0
+  while kill -0 $sender 2>/dev/null || [ $moves -lt 2 ]; do
+    migrate_ok 1 "$pid" 2
+    migrate_ok 1 "$pid" home
+    moves=$((moves + 1))
+  done
   migrate_ok 1 "$pid" 2
   wait $sender
+  echo "$moves round trips during the storm"
   on_node 1 kill -USR1 "$pid"
   expect_status storm 0
   cat sender.out storm.out

@@ -46,6 +46,7 @@ enum class Type : uint16_t {
   home_done = 211,
   body_exit = 212,
   keepalive = 213,
+  body_gone = 214,
 };
 
 const char* type_name(Type t);

@@ -16,6 +16,7 @@
 //   ComeHome                           ->  (migrate PID home, or to elsewhere)
 //                                      <-  GoingHome, MigChunk* (the body's image)
 //   HomeDone                           ->  restored at home: the body may go
+//                                      <-  BodyGone      signals that crossed it
 //                                      <-  BodyExit      the body ended
 //   Keepalive                          <-> when idle; silence longer than the
 //                                          link timeout ends both sides
@@ -152,6 +153,13 @@ struct Keepalive {
   static constexpr Type kType = Type::keepalive;
 };
 
+// After HomeDone: the frozen body is killed; these signals came from home
+// while it was on its way and must be queued there again.
+struct BodyGone {
+  static constexpr Type kType = Type::body_gone;
+  std::vector<std::array<std::byte, 128>> signals;
+};
+
 void encode_fields(wire::Writer& w, const MigrateRequest& m);
 void encode_fields(wire::Writer& w, const MigrateReply& m);
 void encode_fields(wire::Writer& w, const MigOffer& m);
@@ -168,6 +176,7 @@ void encode_fields(wire::Writer& w, const GoingHome& m);
 void encode_fields(wire::Writer& w, const HomeDone& m);
 void encode_fields(wire::Writer& w, const BodyExit& m);
 void encode_fields(wire::Writer& w, const Keepalive& m);
+void encode_fields(wire::Writer& w, const BodyGone& m);
 
 void decode_fields(wire::Reader& r, MigrateRequest& m);
 void decode_fields(wire::Reader& r, MigrateReply& m);
@@ -185,5 +194,6 @@ void decode_fields(wire::Reader& r, GoingHome& m);
 void decode_fields(wire::Reader& r, HomeDone& m);
 void decode_fields(wire::Reader& r, BodyExit& m);
 void decode_fields(wire::Reader& r, Keepalive& m);
+void decode_fields(wire::Reader& r, BodyGone& m);
 
 }  // namespace roam::msg
