@@ -30,6 +30,8 @@ using namespace roam::bench;
 
 namespace {
 
+bool g_seal = false;
+
 std::string workload(const std::string& name) {
   auto self = std::filesystem::read_symlink("/proc/self/exe");
   return (self.parent_path() / ".." / "tests" / "workloads" / name).string();
@@ -111,7 +113,7 @@ struct Remote {
       FileDesc conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
       try {
         Channel ch = accept_channel(std::move(conn), key, 2, msg::kFeatMigration, std::chrono::seconds(10),
-                                    msg::kMigMaxFrame, nullptr);
+                                    msg::kMigMaxFrame, nullptr, g_seal);
         mig::BodyOptions o;
         o.self_node = 2;
         o.link_timeout = std::chrono::seconds(60);
@@ -126,7 +128,7 @@ struct Remote {
   }
   Channel dial() {
     return dial_channel("127.0.0.1", port, key, 1, 2, msg::kFeatMigration, std::chrono::seconds(10),
-                        msg::kMigMaxFrame);
+                        msg::kMigMaxFrame, g_seal);
   }
 };
 
@@ -245,11 +247,15 @@ void call_bench(int iters) {
 int main(int argc, char** argv) {
   CLI::App app{"migration_bench: freeze time, forwarded calls and remote CPU speed against their baselines"};
   std::vector<int> sizes = {16, 256, 1024};
+  bool sealed = false;
   int iters = 20000;
   app.add_option("--sizes", sizes, "process sizes in MiB")->delimiter(',')->capture_default_str();
   app.add_option("--iters", iters, "calls per latency measurement")->capture_default_str();
+  app.add_flag("--seal-pages", sealed, "seal page data too (migrate.seal_pages = true)");
   CLI11_PARSE(app, argc, argv);
   if (sodium_init() < 0) return 1;
+  g_seal = sealed;
+  std::printf("page data: %s\n", sealed ? "sealed (encrypted + authenticated)" : "authenticated only (the default)");
   ::signal(SIGPIPE, SIG_IGN);
   try {
     std::printf("loopback TCP bandwidth now: %.0f MB/s\n", tcp_bandwidth_mbs(256 << 20));

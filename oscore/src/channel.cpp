@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "roam/error.hpp"
+#include "roam/mig_messages.hpp"
 
 namespace roam {
 
@@ -31,13 +32,43 @@ void Channel::send(std::span<const std::byte> body) {
   unsigned char head[4] = {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8),
                            static_cast<unsigned char>(n >> 16), static_cast<unsigned char>(n >> 24)};
   iovec iov[2] = {{head, 4}, {const_cast<std::byte*>(body.data()), body.size()}};
-  size_t total = 4 + body.size(), done = 0;
+  write_iov(iov, 2);
+}
+
+void Channel::send_bulk(std::initializer_list<std::span<const std::byte>> pieces) {
+  if (!fd_) throw ChannelError("send on a closed channel");
+  if (!stream_ || !bulk_auth_) {
+    std::vector<std::byte> body;
+    for (auto p : pieces) body.insert(body.end(), p.begin(), p.end());
+    return send(body);
+  }
+  auto mac = stream_->tag(pieces);
+  size_t total = mac.size();
+  for (auto p : pieces) total += p.size();
+  uint32_t n = static_cast<uint32_t>(total) | wire::kFrameFlag;
+  unsigned char head[4] = {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8),
+                           static_cast<unsigned char>(n >> 16), static_cast<unsigned char>(n >> 24)};
+  iovec iov[8];
+  int cnt = 0;
+  iov[cnt++] = {head, 4};
+  for (auto p : pieces) {
+    if (cnt == 7) throw ChannelError("send_bulk: too many pieces");
+    iov[cnt++] = {const_cast<std::byte*>(p.data()), p.size()};
+  }
+  iov[cnt++] = {mac.data(), mac.size()};
+  write_iov(iov, cnt);
+}
+
+void Channel::write_iov(iovec* iov, int count) {
+  size_t total = 0, done = 0;
+  for (int i = 0; i < count; ++i) total += iov[i].iov_len;
   while (done < total) {
     msghdr mh{};
-    iovec cur[2];
+    iovec cur[8];
     int cnt = 0;
     size_t skip = done;
-    for (iovec v : iov) {
+    for (int i = 0; i < count; ++i) {
+      iovec v = iov[i];
       if (skip >= v.iov_len) {
         skip -= v.iov_len;
         continue;
@@ -77,8 +108,18 @@ bool Channel::pump() {
 
 bool Channel::pop(std::vector<std::byte>& body) {
   std::vector<std::byte> raw;
-  if (!in_.pop(raw)) return false;
+  bool bulk = false;
+  if (!in_.pop(raw, bulk)) return false;
   last_heard_ = Clock::now();
+  if (bulk) {
+    if (!stream_ || !bulk_auth_) throw wire::DecodeError("a bulk frame on a channel that did not agree to them");
+    if (raw.size() < SecureStream::kTagBytes) throw wire::DecodeError("bulk frame shorter than its tag");
+    size_t n = raw.size() - SecureStream::kTagBytes;
+    stream_->check(std::span(raw).first(n), std::span(raw).subspan(n));
+    raw.resize(n);
+    body = std::move(raw);
+    return true;
+  }
   body = stream_ ? stream_->open(raw) : std::move(raw);
   return true;
 }
@@ -107,8 +148,10 @@ void set_socket_options(int fd) {
 
 // Hello and auth in the clear (both sides send first, then read).
 Channel handshake(FileDesc fd, Role role, const ClusterKey& key, uint32_t self, uint64_t features,
-                  std::chrono::milliseconds timeout, size_t max_frame, uint32_t expected_node, uint32_t* peer) {
-  Handshake hs(role, key, self, features);
+                  std::chrono::milliseconds timeout, size_t max_frame, uint32_t expected_node, uint32_t* peer,
+                  bool seal_bulk) {
+  uint64_t offered = features | (seal_bulk ? 0 : msg::kFeatBulkAuth);
+  Handshake hs(role, key, self, offered);
   Channel ch(std::move(fd), nullptr, max_frame);
   ch.send(hs.hello_body());
   try {
@@ -131,6 +174,7 @@ Channel handshake(FileDesc fd, Role role, const ClusterKey& key, uint32_t self, 
   // Frames the peer sealed right after its auth may already sit in the
   // assembler: they are opened with the stream from here on.
   ch.seal_with(std::make_unique<SecureStream>(hs.stream()));
+  ch.set_bulk_auth((offered & hs.peer_features() & msg::kFeatBulkAuth) != 0);
   return ch;
 }
 
@@ -138,7 +182,7 @@ Channel handshake(FileDesc fd, Role role, const ClusterKey& key, uint32_t self, 
 
 Channel dial_channel(const std::string& address, uint16_t port, const ClusterKey& key, uint32_t self,
                      uint32_t expected_node, uint64_t features, std::chrono::milliseconds timeout,
-                     size_t max_frame) {
+                     size_t max_frame, bool seal_bulk) {
   socklen_t len = 0;
   auto sa = parse_sockaddr(address, port, &len);
   if (!sa) throw UserError(fmt::format("bad address {}", address));
@@ -155,13 +199,15 @@ Channel dial_channel(const std::string& address, uint16_t port, const ClusterKey
   ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &el);
   if (err != 0) throw ChannelError(fmt::format("connect to {}:{}: {}", address, port, std::strerror(err)));
   set_socket_options(fd.get());
-  return handshake(std::move(fd), Role::client, key, self, features, timeout, max_frame, expected_node, nullptr);
+  return handshake(std::move(fd), Role::client, key, self, features, timeout, max_frame, expected_node, nullptr,
+                   seal_bulk);
 }
 
 Channel accept_channel(FileDesc fd, const ClusterKey& key, uint32_t self, uint64_t features,
-                       std::chrono::milliseconds timeout, size_t max_frame, uint32_t* peer_node) {
+                       std::chrono::milliseconds timeout, size_t max_frame, uint32_t* peer_node,
+                       bool seal_bulk) {
   set_socket_options(fd.get());
-  return handshake(std::move(fd), Role::server, key, self, features, timeout, max_frame, 0, peer_node);
+  return handshake(std::move(fd), Role::server, key, self, features, timeout, max_frame, 0, peer_node, seal_bulk);
 }
 
 }  // namespace roam

@@ -88,6 +88,11 @@ const std::vector<SettingRule>& setting_rules() {
       {"node.speed", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.speed, 1, 1000000); }, "an integer 1..1000000"},
       {"net.connect_timeout_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.connect_timeout_ms, 10, 600000); }, "an integer 10..600000"},
       {"migrate.link_timeout_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.link_timeout_ms, 100, 3600000); }, "an integer 100..3600000"},
+      {"migrate.seal_pages", [](Settings& s, const std::string& v) {
+         if (v == "true") s.seal_pages = true;
+         else if (v == "false") s.seal_pages = false;
+         else return false;
+         return true; }, "true or false"},
       {"net.max_frame", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.max_frame, 4096, 1u << 30); }, "an integer 4096..1073741824"},
   };
   return rules;

@@ -37,7 +37,12 @@ uint64_t send_image(Channel& ch, const image::ProcessImage& image) {
     for (size_t off = 0; off < all.size(); off += kPiece) {
       auto piece = all.subspan(off, std::min(kPiece, all.size() - off));
       auto prefix = enc.pages_prefix(p.addr + off, piece.size());
-      send_chunk(ch, {std::span<const std::byte>(prefix), piece});
+      // MigChunk's own head (type, blob length), then the record, then the
+      // pages: written from where they lie.
+      wire::Writer h;
+      h.u16(static_cast<uint16_t>(msg::Type::mig_chunk));
+      h.u32(static_cast<uint32_t>(prefix.size() + piece.size()));
+      ch.send_bulk({std::span<const std::byte>(h.buffer()), std::span<const std::byte>(prefix), piece});
       sent += prefix.size() + piece.size();
     }
   }

@@ -9,6 +9,7 @@ namespace roam {
 namespace {
 constexpr char kAuthLabel[] = "roam-auth-v1";
 constexpr char kStreamLabel[] = "roam-stream-v1";
+constexpr char kBulkLabel[] = "roam-bulk-v1";
 static_assert(crypto_secretstream_xchacha20poly1305_HEADERBYTES == msg::kStreamHeaderBytes);
 static_assert(crypto_auth_hmacsha512256_BYTES == msg::kMacBytes);
 static_assert(crypto_auth_hmacsha512256_KEYBYTES == kKeyBytes);
@@ -36,6 +37,44 @@ std::vector<std::byte> SecureStream::open(std::span<const std::byte> ciphertext)
     throw wire::DecodeError("sealed frame failed authentication (forged, corrupted, replayed or reordered)");
   out.resize(out_len);
   return out;
+}
+
+namespace {
+
+std::array<std::byte, SecureStream::kTagBytes> bulk_tag(const std::array<unsigned char, 32>& key, uint64_t n,
+                                                        std::initializer_list<std::span<const std::byte>> pieces) {
+  unsigned char nonce[crypto_stream_chacha20_ietf_NONCEBYTES] = {};
+  for (int i = 0; i < 8; ++i) nonce[i] = static_cast<unsigned char>(n >> (8 * i));
+  unsigned char otk[crypto_onetimeauth_poly1305_KEYBYTES];
+  crypto_stream_chacha20_ietf(otk, sizeof otk, nonce, key.data());
+  crypto_onetimeauth_poly1305_state st;
+  crypto_onetimeauth_poly1305_init(&st, otk);
+  uint64_t total = 0;
+  for (auto p : pieces) {
+    crypto_onetimeauth_poly1305_update(&st, reinterpret_cast<const unsigned char*>(p.data()), p.size());
+    total += p.size();
+  }
+  unsigned char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(total >> (8 * i));
+  crypto_onetimeauth_poly1305_update(&st, len, sizeof len);
+  std::array<std::byte, SecureStream::kTagBytes> mac{};
+  static_assert(crypto_onetimeauth_poly1305_BYTES == SecureStream::kTagBytes);
+  crypto_onetimeauth_poly1305_final(&st, reinterpret_cast<unsigned char*>(mac.data()));
+  sodium_memzero(otk, sizeof otk);
+  return mac;
+}
+
+}  // namespace
+
+std::array<std::byte, SecureStream::kTagBytes> SecureStream::tag(
+    std::initializer_list<std::span<const std::byte>> pieces) {
+  return bulk_tag(bulk_push_key_, bulk_push_n_++, pieces);
+}
+
+void SecureStream::check(std::span<const std::byte> data, std::span<const std::byte> mac) {
+  auto want = bulk_tag(bulk_pull_key_, bulk_pull_n_++, {data});
+  if (mac.size() != kTagBytes || sodium_memcmp(want.data(), mac.data(), kTagBytes) != 0)
+    throw wire::DecodeError("bulk frame failed authentication (forged, corrupted, replayed or reordered)");
 }
 
 Handshake::Handshake(Role role, const ClusterKey& key, uint32_t self_node, uint64_t features) : role_(role), key_(key) {
@@ -74,12 +113,14 @@ std::vector<unsigned char> Handshake::transcript(Role sender) const {
   return t;
 }
 
-void Handshake::derive_key(uint8_t direction, unsigned char out[crypto_secretstream_xchacha20poly1305_KEYBYTES]) const {
+void Handshake::derive_key(uint8_t direction, unsigned char out[crypto_secretstream_xchacha20poly1305_KEYBYTES],
+                           const char* label) const {
+  if (!label) label = kStreamLabel;
   const auto& client = role_ == Role::client ? mine_ : peer_;
   const auto& server = role_ == Role::client ? peer_ : mine_;
   crypto_generichash_state st;
   crypto_generichash_init(&st, key_.data(), key_.size(), crypto_secretstream_xchacha20poly1305_KEYBYTES);
-  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(kStreamLabel), sizeof kStreamLabel - 1);
+  crypto_generichash_update(&st, reinterpret_cast<const unsigned char*>(label), std::strlen(label));
   crypto_generichash_update(&st, &direction, 1);
   crypto_generichash_update(&st, client.nonce.data(), client.nonce.size());
   crypto_generichash_update(&st, server.nonce.data(), server.nonce.size());
@@ -94,6 +135,7 @@ std::vector<std::byte> Handshake::auth_body() {
   unsigned char k[crypto_secretstream_xchacha20poly1305_KEYBYTES];
   derive_key(static_cast<uint8_t>(role_), k);
   crypto_secretstream_xchacha20poly1305_init_push(&stream_.push_, a.stream_header.data(), k);
+  derive_key(static_cast<uint8_t>(role_), stream_.bulk_push_key_.data(), kBulkLabel);
   sodium_memzero(k, sizeof k);
   return msg::encode(a);
 }
@@ -108,6 +150,7 @@ void Handshake::on_peer_auth(std::span<const std::byte> body) {
   unsigned char k[crypto_secretstream_xchacha20poly1305_KEYBYTES];
   derive_key(static_cast<uint8_t>(peer_role), k);
   int rc = crypto_secretstream_xchacha20poly1305_init_pull(&stream_.pull_, a.stream_header.data(), k);
+  derive_key(static_cast<uint8_t>(peer_role), stream_.bulk_pull_key_.data(), kBulkLabel);
   sodium_memzero(k, sizeof k);
   if (rc != 0) throw HandshakeError("peer's stream header is invalid");
 }

@@ -71,10 +71,20 @@ void FrameAssembler::feed(std::span<const std::byte> data) {
 }
 
 bool FrameAssembler::pop(std::vector<std::byte>& body) {
+  return pop_impl(body, nullptr);
+}
+
+bool FrameAssembler::pop(std::vector<std::byte>& body, bool& flagged) { return pop_impl(body, &flagged); }
+
+bool FrameAssembler::pop_impl(std::vector<std::byte>& body, bool* flagged) {
   size_t avail = buf_.size() - head_;
   if (avail < kFrameHeader) return false;
   Reader r(std::span<const std::byte>(buf_).subspan(head_, kFrameHeader));
   uint32_t len = r.u32();
+  if (flagged) {
+    *flagged = (len & kFrameFlag) != 0;
+    len &= ~kFrameFlag;
+  }
   if (len == 0) throw DecodeError("empty frame");
   if (len > max_frame_) throw DecodeError(fmt::format("oversized frame: {} bytes, limit {}", len, max_frame_));
   if (avail < kFrameHeader + len) return false;

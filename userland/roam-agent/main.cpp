@@ -103,7 +103,8 @@ class HomeSide {
         auto t0 = Clock::now();
         Channel ch = dial_channel(spec->address, static_cast<uint16_t>(spec->port + 1), key_, c_.node, node,
                                   msg::kFeatMigration,
-                                  std::chrono::milliseconds(cfg_.settings.connect_timeout_ms), msg::kMigMaxFrame);
+                                  std::chrono::milliseconds(cfg_.settings.connect_timeout_ms), msg::kMigMaxFrame,
+                                  cfg_.settings.seal_pages);
         mig::MoveStats st = agent.move_out(std::move(ch));
         double total = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         std::string line = fmt::format(
@@ -252,7 +253,8 @@ int run_remote(const Common& c, int fd) {
   Channel ch;
   try {
     ch = accept_channel(FileDesc(fd), key, c.node, msg::kFeatMigration,
-                        std::chrono::milliseconds(cfg.settings.connect_timeout_ms), msg::kMigMaxFrame, &peer);
+                        std::chrono::milliseconds(cfg.settings.connect_timeout_ms), msg::kMigMaxFrame, &peer,
+                        cfg.settings.seal_pages);
   } catch (const std::exception& e) {
     log_warn("migration connection refused: {}", e.what());
     return 1;

@@ -5,7 +5,10 @@
 // after poll says readable, then pop() every complete frame.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <chrono>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -45,6 +48,13 @@ class Channel {
   void send_msg(const M& m) {
     send(msg::encode(m));
   }
+  // A frame of bulk data whose body is the concatenation of `pieces`: when
+  // both ends agreed (bulk_auth()), it travels in the clear with an
+  // integrity tag (SecureStream::tag), written straight from the pieces;
+  // otherwise it is sealed like any frame.
+  void send_bulk(std::initializer_list<std::span<const std::byte>> pieces);
+  bool bulk_auth() const { return bulk_auth_; }
+  void set_bulk_auth(bool on) { bulk_auth_ = on; }
   // Reads what is available without blocking. False once the peer closed.
   bool pump();
   // The next complete frame body, opened. DecodeError if forged or garbled.
@@ -63,7 +73,9 @@ class Channel {
 
  private:
   FileDesc fd_;
+  void write_iov(iovec* iov, int n);
   std::unique_ptr<SecureStream> stream_;
+  bool bulk_auth_ = false;
   wire::FrameAssembler in_;
   std::vector<std::byte> rbuf_;
   bool eof_ = false;
@@ -71,11 +83,15 @@ class Channel {
 };
 
 // Dials ADDRESS:PORT and runs the handshake as a client; the peer must be
-// node `expected_node` and offer every bit of `features`.
+// node `expected_node` and offer every bit of `features`. Both sides also
+// offer msg::kFeatBulkAuth unless `seal_bulk`: page data then travels with
+// an integrity tag instead of sealed when both offered it.
 Channel dial_channel(const std::string& address, uint16_t port, const ClusterKey& key, uint32_t self,
-                     uint32_t expected_node, uint64_t features, std::chrono::milliseconds timeout, size_t max_frame);
+                     uint32_t expected_node, uint64_t features, std::chrono::milliseconds timeout, size_t max_frame,
+                     bool seal_bulk = false);
 // The server half on an accepted socket. Returns the peer's node number.
 Channel accept_channel(FileDesc fd, const ClusterKey& key, uint32_t self, uint64_t features,
-                       std::chrono::milliseconds timeout, size_t max_frame, uint32_t* peer_node);
+                       std::chrono::milliseconds timeout, size_t max_frame, uint32_t* peer_node,
+                       bool seal_bulk = false);
 
 }  // namespace roam

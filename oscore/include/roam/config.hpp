@@ -47,6 +47,10 @@ struct Settings {
   // A migrated process's link to its home: silence (no frame, no keepalive)
   // this long, or a broken connection, ends the body and SIGKILLs the deputy.
   uint32_t link_timeout_ms = 10000;
+  // Page contents of a moving process: sealed (encrypted and authenticated)
+  // like everything else, or only authenticated (the default: several times
+  // cheaper; the cluster network sees memory contents).
+  bool seal_pages = false;
 };
 
 struct ClusterConfig {

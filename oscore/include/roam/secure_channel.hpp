@@ -15,7 +15,9 @@
 
 #include <sodium.h>
 
+#include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <span>
 #include <stdexcept>
 #include <vector>
@@ -39,10 +41,23 @@ class SecureStream {
   // Throws wire::DecodeError if the frame was forged, corrupted, replayed or reordered.
   std::vector<std::byte> open(std::span<const std::byte> ciphertext);
 
+  // Bulk data that needs integrity but not secrecy (page contents, unless
+  // the cluster sets `migrate.seal_pages = true`): a Poly1305 tag over the
+  // pieces and their total length, with a one-time key from ChaCha20 under
+  // a key of its own per direction and a counter nonce (the key derivation
+  // of ChaCha20-Poly1305), so a forged, replayed or reordered bulk frame
+  // fails. Several times cheaper than sealing.
+  static constexpr size_t kTagBytes = 16;
+  std::array<std::byte, kTagBytes> tag(std::initializer_list<std::span<const std::byte>> pieces);
+  // Throws wire::DecodeError when the tag does not match.
+  void check(std::span<const std::byte> data, std::span<const std::byte> tag);
+
  private:
   friend class Handshake;
   crypto_secretstream_xchacha20poly1305_state push_{};
   crypto_secretstream_xchacha20poly1305_state pull_{};
+  std::array<unsigned char, 32> bulk_push_key_{}, bulk_pull_key_{};
+  uint64_t bulk_push_n_ = 0, bulk_pull_n_ = 0;
 };
 
 enum class Role : uint8_t { client = 1, server = 2 };
@@ -68,7 +83,8 @@ class Handshake {
   SecureStream& stream() { return stream_; }
 
  private:
-  void derive_key(uint8_t direction, unsigned char out[crypto_secretstream_xchacha20poly1305_KEYBYTES]) const;
+  void derive_key(uint8_t direction, unsigned char out[crypto_secretstream_xchacha20poly1305_KEYBYTES],
+                  const char* label = nullptr) const;
   std::vector<unsigned char> transcript(Role sender) const;
 
   Role role_;

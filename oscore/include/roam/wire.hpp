@@ -19,6 +19,7 @@ inline constexpr uint32_t kMagic = 0x4d414f52;  // "ROAM" as little-endian bytes
 inline constexpr uint16_t kVersion = 1;
 inline constexpr uint16_t kMinVersion = 1;
 inline constexpr size_t kFrameHeader = 4;
+inline constexpr uint32_t kFrameFlag = 0x80000000u;  // see FrameAssembler::pop(body, flagged)
 inline constexpr size_t kDefaultMaxFrame = 1u << 20;  // peers and tools; bulk streams negotiate more
 
 // Feature bits exchanged at connect. A peer refuses a connection whose
@@ -102,9 +103,13 @@ class FrameAssembler {
   explicit FrameAssembler(size_t max_frame = kDefaultMaxFrame) : max_frame_(max_frame) {}
   void feed(std::span<const std::byte> data);
   bool pop(std::vector<std::byte>& body);
+  // For streams that mark some frames with the length's top bit (kFrameFlag):
+  // `flagged` tells which kind this one was.
+  bool pop(std::vector<std::byte>& body, bool& flagged);
   size_t buffered() const { return buf_.size() - head_; }
 
  private:
+  bool pop_impl(std::vector<std::byte>& body, bool* flagged);
   size_t max_frame_;
   std::vector<std::byte> buf_;
   size_t head_ = 0;
