@@ -72,9 +72,10 @@ std::array<std::byte, SecureStream::kTagBytes> SecureStream::tag(
 }
 
 void SecureStream::check(std::span<const std::byte> data, std::span<const std::byte> mac) {
-  auto want = bulk_tag(bulk_pull_key_, bulk_pull_n_++, {data});
+  auto want = bulk_tag(bulk_pull_key_, bulk_pull_n_, {data});
   if (mac.size() != kTagBytes || sodium_memcmp(want.data(), mac.data(), kTagBytes) != 0)
     throw wire::DecodeError("bulk frame failed authentication (forged, corrupted, replayed or reordered)");
+  ++bulk_pull_n_;  // only a genuine frame moves the sequence on
 }
 
 Handshake::Handshake(Role role, const ClusterKey& key, uint32_t self_node, uint64_t features) : role_(role), key_(key) {

@@ -474,6 +474,30 @@ remote_mosd_killed_body() {
 }
 remote_mosd_killed_cleanup() { cluster_down; }
 
+atf_test_case silent_link cleanup
+silent_link_head() {
+  atf_set descr "a link that goes silent (home agent stopped) ends the body after the link timeout, then the deputy with SIGKILL"
+  atf_set require.user root
+  atf_set timeout 120
+}
+silent_link_body() {
+  roam_init
+  cluster_up 2 --set migrate.link_timeout_ms=1000
+  pid=$(job_start 1 sl "$(wl cpu_loop)")
+  wait_line sl.out '^READY'
+  migrate_ok 1 "$pid" 2
+  agent=$(on_node 1 ps -eo pid=,comm= | awk '$2 == "roam-agent" { print $1; exit }')
+  [ -n "$agent" ] || atf_fail "no home agent on node 1"
+  on_node 1 kill -STOP "$agent"
+  retry 100 0.1 sh -c "[ -z \"\$(mosctl cluster exec 2 -- ps -eo pid=,user= | awk '\$2 == \"nobody\"')\" ]" ||
+    atf_fail "the body runs on without word from home"
+  grep -q "no word from home" "$(mosd_log 2)" || atf_fail "node 2 did not log why it ended the body"
+  on_node 1 kill -CONT "$agent"
+  expect_status sl 137 400
+  grep -q "lost its body" "$(mosd_log 1)" || atf_fail "home did not log why the process died"
+}
+silent_link_cleanup() { cluster_down; }
+
 atf_test_case cannot_move cleanup
 cannot_move_head() {
   atf_set descr "a process that cannot move is refused with its reason and keeps running; bad requests get one line"
@@ -595,6 +619,7 @@ atf_init_test_cases() {
   atf_add_test_case exit_status_away
   atf_add_test_case killed_during_move
   atf_add_test_case remote_mosd_killed
+  atf_add_test_case silent_link
   atf_add_test_case cannot_move
   atf_add_test_case cpu_feature_refused
   atf_add_test_case real_programs

@@ -291,4 +291,32 @@ TEST(SecureStream, SealedFramesTravelThroughTheFrameAssembler) {
 }
 
 }  // namespace
+// Bulk frames (page data): integrity without secrecy, in order, one key per
+// direction.
+TEST(SecureStream, BulkTagsAcceptOnlyTheGenuineFramesInOrder) {
+  Connected c;
+  Bytes a = text("pages of the first chunk"), b = text("pages of the second chunk");
+  auto ta = c.client.stream().tag({std::span<const std::byte>(a)});
+  // The tag covers the concatenation, however it was split into pieces.
+  Bytes b1(b.begin(), b.begin() + 5), b2(b.begin() + 5, b.end());
+  auto tb = c.client.stream().tag({std::span<const std::byte>(b1), std::span<const std::byte>(b2)});
+  // Reordered: the second before the first fails.
+  EXPECT_THROW(c.server.stream().check(b, tb), wire::DecodeError);
+  // Tampered: one byte changed.
+  Bytes bad = a;
+  bad[3] ^= std::byte{1};
+  EXPECT_THROW(c.server.stream().check(bad, ta), wire::DecodeError);
+  // Truncated tag.
+  EXPECT_THROW(c.server.stream().check(a, std::span(ta).first(15)), wire::DecodeError);
+  // The genuine ones, in order, pass (refusals did not move the sequence on).
+  EXPECT_NO_THROW(c.server.stream().check(a, ta));
+  EXPECT_NO_THROW(c.server.stream().check(b, tb));
+  // Replayed: fails.
+  EXPECT_THROW(c.server.stream().check(b, tb), wire::DecodeError);
+  // Reflected: a tag the server made for the client does not pass at the server.
+  auto own = c.server.stream().tag({std::span<const std::byte>(a)});
+  EXPECT_THROW(c.server.stream().check(a, own), wire::DecodeError);
+  EXPECT_NO_THROW(c.client.stream().check(a, own));
+}
+
 }  // namespace roam
