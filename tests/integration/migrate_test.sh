@@ -105,6 +105,38 @@ file_at_home_body() {
 }
 file_at_home_cleanup() { cluster_down; }
 
+atf_test_case identity_away cleanup
+identity_away_head() {
+  atf_set descr "away, a process still sees home: its hostname, cwd, pid, home's /tmp; directories, pipes and epoll work"
+  atf_set require.user root
+  atf_set timeout 120
+}
+identity_away_body() {
+  roam_init
+  cluster_up 3
+  on_node 1 sh -c "touch /tmp/roam-marker; mkdir -p /tmp/roam-dir; touch /tmp/roam-dir/a /tmp/roam-dir/b /tmp/roam-dir/c"
+  pid=$(job_start 1 who "$(wl whereami)")
+  wait_line who.out '^host '
+  home=$(grep '^host ' who.out | head -n 1)
+  echo "at home: $home"
+  for n in 2 3; do
+    migrate_ok 1 "$pid" "$n"
+    before=$(grep -c '^host ' who.out)
+    on_node 1 kill -USR2 "$pid"
+    retry 100 0.05 sh -c "[ \$(grep -c '^host ' who.out) -gt $before ]" || atf_fail "no report from node $n"
+    away=$(grep '^host ' who.out | tail -n 1)
+    echo "at node $n: $away"
+    [ "$away" = "$home" ] || atf_fail "away at node $n it saw '$away', at home '$home'"
+  done
+  case $home in
+    "host node1 cwd $PWD pid $pid marker 1 entries 5 epoll 1 tty 0") ;;
+    *) atf_fail "unexpected report at home: $home" ;;
+  esac
+  on_node 1 kill -USR1 "$pid"
+  expect_status who 0
+}
+identity_away_cleanup() { cluster_down; }
+
 atf_test_case pipe_with_home cleanup
 pipe_with_home_head() {
   atf_set descr "a pipe between the migrated process and home processes keeps every line, in order"
@@ -606,6 +638,7 @@ atf_init_test_cases() {
   atf_add_test_case memory_1g
   atf_add_test_case fpu_registers
   atf_add_test_case file_at_home
+  atf_add_test_case identity_away
   atf_add_test_case pipe_with_home
   atf_add_test_case tcp_connection
   atf_add_test_case signal_storm
