@@ -2,7 +2,7 @@
 // line each, timing what it is asked to do wherever it runs:
 //   write N     N one-byte writes to /dev/null (forwarded: the home agent's fast path)
 //   fcntl N     N fcntl(F_GETFD) (forwarded: injected into the deputy)
-//   getppid N   N getppid() (virtual: answered by the remote agent)
+//   getuid N    N getuid() (virtual: answered by the remote agent)
 //   spin MS     a CPU-bound loop for MS milliseconds: iterations per second
 //   quit
 // Prints "READY <pid>" first, then one result line per command.
@@ -52,8 +52,8 @@ int main() {
       for (long i = 0; i < n; ++i)
         if (fcntl(null_fd, F_GETFD) < 0) return 4;
       std::printf("us %.3f\n", (now_us() - t) / static_cast<double>(n));
-    } else if (std::strcmp(cmd, "getppid") == 0) {
-      for (long i = 0; i < n; ++i) syscall(SYS_getppid);
+    } else if (std::strcmp(cmd, "getuid") == 0) {
+      for (long i = 0; i < n; ++i) syscall(SYS_getuid);
       std::printf("us %.3f\n", (now_us() - t) / static_cast<double>(n));
     } else if (std::strcmp(cmd, "spin") == 0) {
       uint64_t x = 1, iters = 0;
