@@ -52,6 +52,7 @@ namespace {
 constexpr long kERestartSys = 512;
 constexpr long kERestartNoIntr = 513;
 constexpr uid_t kNobody = 65534;
+constexpr int64_t kStopCheckMs = 20;
 
 struct Refuse {
   std::string why;
@@ -338,13 +339,27 @@ class BodyServer {
       if (home_requested_) return go_home(home_reason_, std::nullopt);
       if (!ch_.open()) throw LinkLost{"connection closed by home"};
       check_link();
+      check_stopped();
       if (n > 0 && (p[0].revents & POLLIN) != 0) on_notification();
       else if (n > 0 && (p[0].revents & (POLLHUP | POLLERR)) != 0) return body_died();
     }
   }
 
+  // At most this long between looks at the body's job-control state.
   int keepalive_wait_ms() const {
-    return static_cast<int>(std::clamp<int64_t>(link_timeout_.count() / 4, 10, 1000));
+    return static_cast<int>(std::clamp<int64_t>(link_timeout_.count() / 4, 10, kStopCheckMs));
+  }
+
+  // The body entered a group stop (^Z relayed from home, or its own
+  // SIGSTOP): home stops the deputy the same way, so the shell sees its job
+  // stop. The agent is the body's parent, so waitid(WSTOPPED) reports it.
+  void check_stopped() {
+    siginfo_t si{};
+    if (::waitid(P_PID, static_cast<id_t>(body_), &si, WSTOPPED | WNOHANG) != 0 || si.si_pid != body_) return;
+    if (si.si_code != CLD_STOPPED && si.si_code != CLD_TRAPPED) return;
+    int sig = si.si_status == SIGSTOP && stop_as_ != 0 ? stop_as_ : si.si_status;
+    stop_as_ = 0;
+    send(msg::BodyStopped{sig});
   }
 
   void check_link() {
@@ -391,12 +406,24 @@ class BodyServer {
     if (info.si_code >= 0 || info.si_code == SI_TKILL) info.si_code = SI_QUEUE;
     int sig = info.si_signo;
     if (sig < 1 || sig > 64) return;
+    SignalSets s = signal_sets(body_);
+    uint64_t bit = uint64_t{1} << (sig - 1);
+    // A default stop (^Z). The body's process group is orphaned here (its
+    // parent, this agent, is not in its session), where the kernel drops
+    // SIGTSTP/SIGTTIN/SIGTTOU: SIGSTOP stops it instead, and home is told
+    // the signal the shell sent.
+    bool stops = (sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU) &&
+                 (s.caught & bit) == 0 && (s.ignored & bit) == 0 && (s.blocked & bit) == 0;
+    if (stops && sig != SIGSTOP) {
+      stop_as_ = sig;
+      info.si_signo = SIGSTOP;
+    }
     if (int err = queue_signal(info); err != 0 && err != ESRCH)
       out_.log.push_back(fmt::format("queueing signal {} to the body failed: {}", sig, std::strerror(err)));
     if (!outstanding_ || cancel_sent_) return;
-    SignalSets s = signal_sets(body_);
-    uint64_t bit = uint64_t{1} << (sig - 1);
-    if ((s.caught & bit) != 0 && (s.blocked & bit) == 0) {
+    // A handler to run, or the stop: the call waiting at home is abandoned
+    // and the kernel restarts it (after SIGCONT) or fails it with EINTR.
+    if (((s.caught & bit) != 0 && (s.blocked & bit) == 0) || stops) {
       send(msg::FwdCancel{outstanding_->seq});
       cancel_sent_ = true;
     }
@@ -726,7 +753,8 @@ class BodyServer {
   bool home_requested_ = false;
   std::string home_reason_;
   uint64_t seq_ = 0;
-  bool ids_changed_ = false;  // credentials changed at home: the offer's ids are stale
+  bool ids_changed_ = false;
+  int stop_as_ = 0;  // the stop signal home sent, relayed as SIGSTOP  // credentials changed at home: the offer's ids are stale
   bool ended_ = false;
   Clock::time_point last_sent_{};
   BodyOutcome out_;

@@ -218,13 +218,21 @@ class HomeAgent::Impl {
       case msg::Type::fwd_call: {
         auto call = msg::decode<msg::FwdCall>(body);
         msg::FwdResult r = execute(call);
-        if (!ended_) send(r);
+        try {
+          if (!ended_) send(r);
+        } catch (const ChannelError&) {
+          // The body ended while its call waited here: its BodyExit is
+          // queued, and it decides how the deputy ends.
+          if (pending_.empty()) throw;
+        }
         return;
       }
       case msg::Type::body_exit:
         return body_ended(msg::decode<msg::BodyExit>(body).status);
       case msg::Type::going_home:
         return receive_home(msg::decode<msg::GoingHome>(body));
+      case msg::Type::body_stopped:
+        return stop_deputy(msg::decode<msg::BodyStopped>(body).signo);
       case msg::Type::keepalive:
       case msg::Type::fwd_cancel:  // for a call already answered
         return;
@@ -483,6 +491,38 @@ class HomeAgent::Impl {
     d.read_mem(at, std::as_writable_bytes(std::span(&blk, 1)));
     return blk.info;
   }
+
+  // The body stopped with `sig`: the deputy enters a group stop with it, so
+  // its parent (the shell) sees the job stop. Its disposition is made
+  // SIG_DFL first (the original's handler is unmapped; dispositions live in
+  // the body), the signal is queued and let through alone, and delivered
+  // from its signal-delivery-stop. The deputy then sits in a group-stop
+  // trap; the SIGCONT that ends it is forwarded like any signal.
+  void stop_deputy(int sig) {
+    auto& d = *deputy_;
+    if (sig != SIGSTOP) {
+      d.write_mem(RemotePtr<void>(scratch_), std::as_bytes(std::span(&kDefault, 1)));
+      RemoteSyscalls rs(d, ptrace::SyscallSite::vdso);
+      rs.syscall(SYS_rt_sigaction, sig, scratch_, 0, 8);
+    }
+    ::syscall(SYS_tgkill, pid_, pid_, sig);
+    uint64_t mask = d.signal_mask();
+    d.set_signal_mask(~(uint64_t{1} << (sig - 1)));
+    d.resume_as(ptrace::Resume::cont, 0);
+    ptrace::Stop s = d.wait_stop();
+    if (s.kind == ptrace::StopKind::signal_delivery && d.siginfo().si_signo == sig) {
+      d.resume_as(ptrace::Resume::cont, sig);
+      s = d.wait_stop();
+    }
+    d.set_signal_mask(mask);
+    if (s.kind != ptrace::StopKind::group) {
+      // Not stopped as asked (a SIGCONT came first): hold it still anyway.
+      if (s.kind != ptrace::StopKind::interrupt) d.reinterrupt();
+      log_.push_back(fmt::format("deputy {}: stop {} instead of a group stop for signal {}", pid_,
+                                 static_cast<int>(s.kind), sig));
+    }
+  }
+  static constexpr KernelSigaction kDefault{};
 
   bool pending_stop() {
     uint64_t bit = uint64_t{1} << (SIGSTOP - 1);

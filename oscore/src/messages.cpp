@@ -67,6 +67,7 @@ const char* type_name(Type t) {
     case Type::body_exit: return "body_exit";
     case Type::keepalive: return "keepalive";
     case Type::body_gone: return "body_gone";
+    case Type::body_stopped: return "body_stopped";
   }
   return "unknown";
 }

@@ -196,6 +196,12 @@ void encode_fields(wire::Writer& w, const BodyExit& m) { w.i32(m.status); }
 void decode_fields(wire::Reader& r, BodyExit& m) { m.status = r.i32(); }
 
 void encode_fields(wire::Writer&, const Keepalive&) {}
+void encode_fields(wire::Writer& w, const BodyStopped& m) { w.i32(m.signo); }
+void decode_fields(wire::Reader& r, BodyStopped& m) {
+  m.signo = r.i32();
+  if (m.signo < 1 || m.signo > 64) throw wire::DecodeError(fmt::format("stop signal {}", m.signo));
+}
+
 void encode_fields(wire::Writer& w, const BodyGone& m) {
   w.u32(static_cast<uint32_t>(m.signals.size()));
   for (const auto& s : m.signals) w.bytes(s);

@@ -71,6 +71,7 @@ void try_every_decoder(Span body) {
   try_decode<BodyExit>(body);
   try_decode<Keepalive>(body);
   try_decode<BodyGone>(body);
+  try_decode<BodyStopped>(body);
 }
 
 const roam::ClusterKey& test_key() {

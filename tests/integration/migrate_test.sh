@@ -301,6 +301,44 @@ terminal_cleanup() {
   cluster_down
 }
 
+atf_test_case job_control cleanup
+job_control_head() {
+  atf_set descr "^Z at the terminal stops a moved job (the shell sees it stop), fg continues it away, and it keeps talking"
+  atf_set require.user root
+  atf_set require.progs tmux bash
+  atf_set timeout 120
+}
+job_control_body() {
+  roam_init
+  cluster_up 2
+  sess="roam-jc-$$"
+  echo "$sess" >session
+  tmux new-session -d -s "$sess" -x 150 -y 30 "mosctl cluster exec node1 -- bash --norc --noprofile -i; sleep 30"
+  sleep 0.5
+  tmux send-keys -t "$sess" "mosrun $(wl interactive) | tee $PWD/jc.out" Enter
+  wait_line jc.out '^READY'
+  pid=$(awk '/^READY/ {print $2}' jc.out)
+  migrate_ok 1 "$pid" 2
+  tmux send-keys -t "$sess" "before stop" Enter
+  wait_line jc.out 'echo: before stop'
+  tmux send-keys -t "$sess" C-z
+  stopped() { tmux capture-pane -p -t "$sess" | grep -q Stopped; }
+  retry 100 0.1 stopped || { tmux capture-pane -p -t "$sess"; atf_fail "the shell did not see the job stop"; }
+  body=$(body_pid 2)
+  [ -n "$body" ] || atf_fail "the body is gone"
+  on_node 2 grep -q '^State:.*T' /proc/"$body"/status || atf_fail "the body is not stopped"
+  tmux send-keys -t "$sess" "fg" Enter
+  tmux send-keys -t "$sess" "after fg" Enter
+  wait_line jc.out 'echo: after fg'
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "the job is no longer at node 2"
+  tmux send-keys -t "$sess" "quit" Enter
+  wait_line jc.out 'bye'
+}
+job_control_cleanup() {
+  [ -f session ] && tmux kill-session -t "$(cat session)" 2>/dev/null
+  cluster_down
+}
+
 atf_test_case fork_exec_goes_home cleanup
 fork_exec_goes_home_head() {
   atf_set descr "a program that forks and execs while away goes home to do it and runs on correctly"
@@ -644,6 +682,7 @@ atf_init_test_cases() {
   atf_add_test_case signal_storm
   atf_add_test_case blocking_read
   atf_add_test_case terminal
+  atf_add_test_case job_control
   atf_add_test_case fork_exec_goes_home
   atf_add_test_case scripts
   atf_add_test_case clocks

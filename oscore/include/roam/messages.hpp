@@ -47,6 +47,7 @@ enum class Type : uint16_t {
   body_exit = 212,
   keepalive = 213,
   body_gone = 214,
+  body_stopped = 215,
 };
 
 const char* type_name(Type t);

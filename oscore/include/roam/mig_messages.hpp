@@ -18,6 +18,7 @@
 //   HomeDone                           ->  restored at home: the body may go
 //                                      <-  BodyGone      signals that crossed it
 //                                      <-  BodyExit      the body ended
+//                                      <-  BodyStopped   it stopped (^Z): the deputy stops too
 //   Keepalive                          <-> when idle; silence longer than the
 //                                          link timeout ends both sides
 #pragma once
@@ -154,6 +155,13 @@ struct Keepalive {
   static constexpr Type kType = Type::keepalive;
 };
 
+// The body entered a group stop (^Z, SIGSTOP...): the deputy stops with the
+// same signal, so the shell at home sees its job stop.
+struct BodyStopped {
+  static constexpr Type kType = Type::body_stopped;
+  int32_t signo = 0;
+};
+
 // After HomeDone: the frozen body is killed; these signals came from home
 // while it was on its way and must be queued there again.
 struct BodyGone {
@@ -178,6 +186,7 @@ void encode_fields(wire::Writer& w, const HomeDone& m);
 void encode_fields(wire::Writer& w, const BodyExit& m);
 void encode_fields(wire::Writer& w, const Keepalive& m);
 void encode_fields(wire::Writer& w, const BodyGone& m);
+void encode_fields(wire::Writer& w, const BodyStopped& m);
 
 void decode_fields(wire::Reader& r, MigrateRequest& m);
 void decode_fields(wire::Reader& r, MigrateReply& m);
@@ -196,5 +205,6 @@ void decode_fields(wire::Reader& r, HomeDone& m);
 void decode_fields(wire::Reader& r, BodyExit& m);
 void decode_fields(wire::Reader& r, Keepalive& m);
 void decode_fields(wire::Reader& r, BodyGone& m);
+void decode_fields(wire::Reader& r, BodyStopped& m);
 
 }  // namespace roam::msg
