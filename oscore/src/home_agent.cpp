@@ -1,6 +1,7 @@
 // The home half of a migration: see migration.hpp.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -320,6 +321,7 @@ class HomeAgent::Impl {
   // registers: its memory arguments point at pages mirrored at the same
   // addresses, filled with what the body holds there.
   void generic(const msg::FwdCall& c, msg::FwdResult& r) {
+    follow_agent_cpu();
     RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
     uint64_t need = 0;
     for (const auto& g : c.regions) need += g.len;
@@ -339,6 +341,20 @@ class HomeAgent::Impl {
       deputy_->read_mem(RemotePtr<void>(g.addr), o.data);
       r.regions.push_back(std::move(o));
     }
+  }
+
+  // Every injection is a few ptrace round trips between this thread and the
+  // deputy; on the same CPU they cost a tenth of what they cost across CPUs
+  // (17 vs 100-150 us measured here). The deputy runs nothing else, so it
+  // follows this thread to whichever CPU it is on.
+  void follow_agent_cpu() {
+    int cpu = ::sched_getcpu();
+    if (cpu < 0 || cpu == deputy_cpu_) return;
+    if (deputy_cpu_ < 0 && ::sched_getaffinity(pid_, sizeof own_affinity_, &own_affinity_) != 0) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (::sched_setaffinity(pid_, sizeof set, &set) == 0) deputy_cpu_ = cpu;
   }
 
   bool mirror(RemoteSyscalls& rs, uint64_t addr, uint64_t len) {
@@ -637,6 +653,10 @@ class HomeAgent::Impl {
       send(msg::HomeDone{false, e.what()});
       throw LinkLost{fmt::format("restoring the body at home failed: {}", e.what())};
     }
+    if (deputy_cpu_ >= 0) {  // its own CPUs again
+      ::sched_setaffinity(pid_, sizeof own_affinity_, &own_affinity_);
+      deputy_cpu_ = -1;
+    }
     send(msg::HomeDone{true, {}});
     // Signals queued at the body, then those forwarded while it travelled,
     // are queued here again before the process runs.
@@ -677,6 +697,8 @@ class HomeAgent::Impl {
   std::map<uint64_t, uint64_t> mirror_;      // mirrored page ranges in the deputy
   uint64_t mirrored_ = 0;
   uint64_t scratch_ = 0;  // a page of the deputy's for injected calls' arguments
+  int deputy_cpu_ = -1;   // the CPU the deputy is pinned to (follow_agent_cpu)
+  cpu_set_t own_affinity_{};  // the process's own, put back when it comes home
   std::deque<std::vector<std::byte>> pending_;
   int extra_fd_ = -1;
   std::function<void()> on_extra_;

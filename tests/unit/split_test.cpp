@@ -329,6 +329,7 @@ TEST(Split, BroughtHomeTheProcessCarriesOnWithItsState) {
   spit(dir.file("other.txt"), "hello from home\n");
   Child c({workload_path("split_io"), dir.file("append.log"), dir.file("other.txt")});
   ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+  std::string cpus = status_field(c.pid(), "Cpus_allowed_list");
   {
     roam::split::Split split(c.pid());
     ASSERT_EQ(::kill(c.pid(), SIGUSR1), 0);
@@ -343,6 +344,8 @@ TEST(Split, BroughtHomeTheProcessCarriesOnWithItsState) {
     EXPECT_EQ(outcome.error, "");
     EXPECT_FALSE(outcome.went_home.empty());
     EXPECT_EQ(status_field(c.pid(), "Seccomp"), "\t0");
+    // The deputy followed its agent's CPU while away; home, its own CPUs again.
+    EXPECT_EQ(status_field(c.pid(), "Cpus_allowed_list"), cpus);
   }
   c.send("ping\n");  // the read it was blocked in is re-issued at home
   EXPECT_EQ(c.line(), "stdin ping");
