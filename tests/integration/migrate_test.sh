@@ -598,6 +598,37 @@ PY
 }
 cannot_move_cleanup() { cluster_down; }
 
+atf_test_case hostile_migrations cleanup
+hostile_migrations_head() {
+  atf_set descr "connections to the migration port without the key, without the migration feature, or with garbage are refused and logged; moves still work"
+  atf_set require.user root
+  atf_set timeout 120
+}
+hostile_migrations_body() {
+  roam_init
+  cluster_up 3
+  for how in "wrong-key --node 3" "valid --node 3" "garbage" "truncated" "oversized" "bad-magic --node 3"; do
+    mode=${how%% *}
+    flags=${how#"$mode"}
+    # shellcheck disable=SC2086
+    got=$(on_node 3 roam_probe "$mode" 10.77.0.1:4661 --bind 10.77.0.3 --key "$ROAM_CLUSTER_DIR/cluster.key" $flags 2>&1)
+    case "$got" in
+      closed*) ;;
+      *) atf_fail "migration port, probe $how: expected the connection closed, got: $got" ;;
+    esac
+  done
+  retry 50 0.1 sh -c "[ \$(grep -c 'migration connection refused' $(mosd_log 1)) -ge 6 ]" ||
+    { cat "$(mosd_log 1)"; atf_fail "node 1 did not log one refusal per probe"; }
+  [ -z "$(body_pid 1)" ] || atf_fail "a probe left a body on node 1"
+  pid=$(job_start 1 hm "$(wl cpu_loop)")
+  wait_line hm.out '^READY'
+  migrate_ok 1 "$pid" 2
+  migrate_ok 1 "$pid" home
+  on_node 1 kill -USR1 "$pid"
+  expect_status hm 0
+}
+hostile_migrations_cleanup() { cluster_down; }
+
 atf_test_case cpu_feature_refused cleanup
 cpu_feature_refused_head() {
   atf_set descr "a node whose CPU lacks a feature of the home CPU (cpu-lacks:sse2 in the map) is refused with the feature's name"
@@ -693,6 +724,7 @@ atf_init_test_cases() {
   atf_add_test_case remote_mosd_killed
   atf_add_test_case silent_link
   atf_add_test_case cannot_move
+  atf_add_test_case hostile_migrations
   atf_add_test_case cpu_feature_refused
   atf_add_test_case real_programs
 }
