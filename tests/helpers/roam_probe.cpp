@@ -29,6 +29,7 @@ namespace {
 struct Args {
   std::string mode, target, key_file, bind_addr;
   uint32_t node = 0;
+  uint64_t features = wire::kFeatGossip;  // what the hello offers
 };
 
 int dial(const Args& a) {
@@ -118,7 +119,7 @@ int run(const Args& a) {
     } else {
       k = key_of(a);
     }
-    Handshake hs(Role::client, k, a.node, wire::kFeatGossip);
+    Handshake hs(Role::client, k, a.node, a.features);
     bool done = false;
     try {
       done = handshake(fd, a, k, hs);
@@ -158,7 +159,7 @@ int run(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: roam_probe MODE ADDR:PORT [--key FILE] [--node N] [--bind ADDR]\n");
+    std::fprintf(stderr, "usage: roam_probe MODE ADDR:PORT [--key FILE] [--node N] [--bind ADDR] [--features BITS]\n");
     return 2;
   }
   Args a;
@@ -169,6 +170,7 @@ int main(int argc, char** argv) {
     if (f == "--key") a.key_file = argv[i + 1];
     else if (f == "--node") a.node = static_cast<uint32_t>(std::stoul(argv[i + 1]));
     else if (f == "--bind") a.bind_addr = argv[i + 1];
+    else if (f == "--features") a.features = std::stoull(argv[i + 1], nullptr, 0);
     else {
       std::fprintf(stderr, "roam_probe: unknown flag %s\n", f.c_str());
       return 2;

@@ -617,8 +617,15 @@ hostile_migrations_body() {
       *) atf_fail "migration port, probe $how: expected the connection closed, got: $got" ;;
     esac
   done
-  retry 50 0.1 sh -c "[ \$(grep -c 'migration connection refused' $(mosd_log 1)) -ge 6 ]" ||
+  # With the key and the migration feature, but claiming node 2 from node 3's address.
+  got=$(on_node 3 roam_probe valid 10.77.0.1:4661 --bind 10.77.0.3 --key "$ROAM_CLUSTER_DIR/cluster.key" --node 2 --features 4 2>&1)
+  case "$got" in
+    closed*) ;;
+    *) atf_fail "an impostor of node 2 was not refused: $got" ;;
+  esac
+  retry 50 0.1 sh -c "[ \$(grep -c 'migration connection refused' $(mosd_log 1)) -ge 7 ]" ||
     { cat "$(mosd_log 1)"; atf_fail "node 1 did not log one refusal per probe"; }
+  grep -q "claims node 2 but connects from 10.77.0.3" "$(mosd_log 1)" || atf_fail "the impostor's refusal does not say why"
   [ -z "$(body_pid 1)" ] || atf_fail "a probe left a body on node 1"
   pid=$(job_start 1 hm "$(wl cpu_loop)")
   wait_line hm.out '^READY'

@@ -9,6 +9,8 @@
 //       and serves it (migration.hpp).
 //
 // Both take --config, --key, --node and --state-dir from mosd.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -259,8 +261,24 @@ int run_remote(const Common& c, int fd) {
     log_warn("migration connection refused: {}", e.what());
     return 1;
   }
-  if (!cfg.find(peer)) {
+  const NodeSpec* spec = cfg.find(peer);
+  if (!spec) {
     log_warn("migration connection refused: node {} is not in the cluster map", peer);
+    return 1;
+  }
+  // As for peer links: a node must connect from its own address.
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  char from[INET6_ADDRSTRLEN] = "?";
+  if (::getpeername(ch.fd(), reinterpret_cast<sockaddr*>(&ss), &sl) == 0) {
+    if (ss.ss_family == AF_INET)
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, from, sizeof from);
+    else if (ss.ss_family == AF_INET6)
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, from, sizeof from);
+  }
+  if (spec->address != from) {
+    log_warn("migration connection refused: claims node {} but connects from {} (node {} is at {})", peer, from, peer,
+             spec->address);
     return 1;
   }
   set_log_tag(fmt::format("roam-agent/node{}<-node{}", c.node, peer));
