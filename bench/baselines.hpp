@@ -67,15 +67,22 @@ inline void read_all(int fd, void* p, size_t n) {
 }
 
 // A connected loopback TCP pair.
-inline std::pair<FileDesc, FileDesc> tcp_pair() {
+// A listening loopback TCP socket on a free port; `addr` gets its address.
+inline FileDesc loopback_listener(sockaddr_in& addr) {
   FileDesc l(check_sys(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  check_sys(::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), "bind");
+  addr = sockaddr_in{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  check_sys(::bind(l.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), "bind");
   check_sys(::listen(l.get(), 1), "listen");
-  socklen_t al = sizeof a;
-  getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &al);
+  socklen_t al = sizeof addr;
+  getsockname(l.get(), reinterpret_cast<sockaddr*>(&addr), &al);
+  return l;
+}
+
+inline std::pair<FileDesc, FileDesc> tcp_pair() {
+  sockaddr_in a{};
+  FileDesc l = loopback_listener(a);
   FileDesc c(check_sys(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
   check_sys(::connect(c.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), "connect");
   FileDesc s(check_sys(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC), "accept"));

@@ -100,14 +100,8 @@ struct Remote {
 
   Remote() {
     randombytes_buf(key.data(), key.size());
-    listener = FileDesc(check_sys(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket"));
     sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    check_sys(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), "bind");
-    check_sys(::listen(listener.get(), 1), "listen");
-    socklen_t al = sizeof a;
-    getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &al);
+    listener = loopback_listener(a);
     port = ntohs(a.sin_port);
     thread = std::thread([this] {
       FileDesc conn(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));

@@ -202,7 +202,6 @@ class BodyServer {
       body_ = stub_->tid();
       out_.body = body_;
       restore::restore_into(*stub_, img, rx.pages());
-      misc_ = img.misc;
       if (o_.drop_privileges) drop_privileges();
       install_filter();
       body_pidfd_ = pidfd_of(body_);
@@ -354,6 +353,10 @@ class BodyServer {
   // SIGSTOP): home stops the deputy the same way, so the shell sees its job
   // stop. The agent is the body's parent, so waitid(WSTOPPED) reports it.
   void check_stopped() {
+    // Not on every forwarded call: a waitid per kStopCheckMs is enough.
+    auto now = Clock::now();
+    if (now < next_stop_check_) return;
+    next_stop_check_ = now + std::chrono::milliseconds(kStopCheckMs);
     siginfo_t si{};
     if (::waitid(P_PID, static_cast<id_t>(body_), &si, WSTOPPED | WNOHANG) != 0 || si.si_pid != body_) return;
     if (si.si_code != CLD_STOPPED && si.si_code != CLD_TRAPPED) return;
@@ -745,7 +748,6 @@ class BodyServer {
   pid_t body_ = -1;
   pid_t init_ = -1;
   bool body_reaped_ = false;
-  image::MiscState misc_;
   FileDesc listener_, body_pidfd_, relay_;
   std::optional<Outstanding> outstanding_;
   std::optional<msg::FwdResult> result_;
@@ -754,7 +756,8 @@ class BodyServer {
   std::string home_reason_;
   uint64_t seq_ = 0;
   bool ids_changed_ = false;
-  int stop_as_ = 0;  // the stop signal home sent, relayed as SIGSTOP  // credentials changed at home: the offer's ids are stale
+  int stop_as_ = 0;  // the stop signal home sent, relayed as SIGSTOP
+  Clock::time_point next_stop_check_{};  // credentials changed at home: the offer's ids are stale
   bool ended_ = false;
   Clock::time_point last_sent_{};
   BodyOutcome out_;

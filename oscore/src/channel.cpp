@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 
@@ -17,6 +18,16 @@
 namespace roam {
 
 using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The u32 little-endian length that starts every frame.
+std::array<unsigned char, 4> frame_head(uint32_t n) {
+  return {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8), static_cast<unsigned char>(n >> 16),
+          static_cast<unsigned char>(n >> 24)};
+}
+
+}  // namespace
 
 Channel::Channel(FileDesc fd, std::unique_ptr<SecureStream> stream, size_t max_frame)
     : fd_(std::move(fd)), stream_(std::move(stream)), in_(max_frame), rbuf_(256 * 1024) {}
@@ -28,10 +39,8 @@ void Channel::send(std::span<const std::byte> body) {
     sealed = stream_->seal(body);
     body = sealed;
   }
-  uint32_t n = static_cast<uint32_t>(body.size());
-  unsigned char head[4] = {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8),
-                           static_cast<unsigned char>(n >> 16), static_cast<unsigned char>(n >> 24)};
-  iovec iov[2] = {{head, 4}, {const_cast<std::byte*>(body.data()), body.size()}};
+  auto head = frame_head(static_cast<uint32_t>(body.size()));
+  iovec iov[2] = {{head.data(), 4}, {const_cast<std::byte*>(body.data()), body.size()}};
   write_iov(iov, 2);
 }
 
@@ -45,12 +54,10 @@ void Channel::send_bulk(std::initializer_list<std::span<const std::byte>> pieces
   auto mac = stream_->tag(pieces);
   size_t total = mac.size();
   for (auto p : pieces) total += p.size();
-  uint32_t n = static_cast<uint32_t>(total) | wire::kFrameFlag;
-  unsigned char head[4] = {static_cast<unsigned char>(n), static_cast<unsigned char>(n >> 8),
-                           static_cast<unsigned char>(n >> 16), static_cast<unsigned char>(n >> 24)};
+  auto head = frame_head(static_cast<uint32_t>(total) | wire::kFrameFlag);
   iovec iov[8];
   int cnt = 0;
-  iov[cnt++] = {head, 4};
+  iov[cnt++] = {head.data(), 4};
   for (auto p : pieces) {
     if (cnt == 7) throw ChannelError("send_bulk: too many pieces");
     iov[cnt++] = {const_cast<std::byte*>(p.data()), p.size()};
