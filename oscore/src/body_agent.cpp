@@ -133,6 +133,7 @@ class BodyServer {
     try {
       auto go = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(120000)));
       if (msg::peek_type(go) != msg::Type::mig_go) throw LinkLost{"home did not commit the move"};
+      ::sched_setaffinity(body_, sizeof node_cpus_, &node_cpus_);
       stub_->detach();
       stub_.reset();
       last_sent_ = Clock::now();
@@ -176,18 +177,24 @@ class BodyServer {
       throw Refuse{fmt::format("node {} has {} MiB free, the process needs {} MiB", o_.self_node, mem.free >> 20,
                                offer_.image_bytes >> 20)};
     }
-    ImageReceiver rx(ch_, link_timeout_);
-    image::ProcessImage img;
-    try {
-      img = rx.header();
-    } catch (const wire::DecodeError& e) {
-      throw Refuse{fmt::format("bad process image: {}", e.what())};
+    // The plan: the process as it runs at home, without pages. The stub is
+    // laid out from it and its memory faulted in before home freezes it.
+    image::ProcessImage plan;
+    {
+      ImageReceiver plan_rx(ch_, link_timeout_);
+      try {
+        plan = plan_rx.header();
+        plan_rx.drain();
+      } catch (const wire::DecodeError& e) {
+        throw Refuse{fmt::format("bad process image: {}", e.what())};
+      }
     }
     auto t0 = Clock::now();
+    restore::Prepared prepared;
     try {
       if (o_.namespaces) {
         // Offsets are set before any process enters; the delay since the
-        // offer only makes the body's clocks lag the home's by the transfer
+        // offer only makes the body's clocks lag the home's by the move's
         // time: they never go back.
         TimeOffsets cur = current_offsets();
         check_sys(::unshare(CLONE_NEWPID | CLONE_NEWTIME), "unshare(CLONE_NEWPID | CLONE_NEWTIME)");
@@ -201,7 +208,37 @@ class BodyServer {
       stub_.emplace(restore::spawn_stub({.fds = {}, .set_tid = o_.namespaces ? offer_.home_pid : 0}));
       body_ = stub_->tid();
       out_.body = body_;
-      restore::restore_into(*stub_, img, rx.pages());
+      // The restore's injections are ptrace round trips: on this thread's
+      // CPU they cost a fraction of what they cost across CPUs. The body
+      // gets the node's CPUs back when it is let go.
+      if (::sched_getaffinity(0, sizeof node_cpus_, &node_cpus_) == 0) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        if (int cpu = ::sched_getcpu(); cpu >= 0) {
+          CPU_SET(cpu, &one);
+          ::sched_setaffinity(body_, sizeof one, &one);
+        }
+      }
+      prepared = restore::prepare(*stub_, plan);
+    } catch (const restore::RestoreError& e) {
+      throw Refuse{fmt::format("cannot restore here: {}", e.what())};
+    } catch (const SysError& e) {
+      throw Refuse{fmt::format("cannot restore here: {}", e.what())};
+    }
+    ch_.send_msg(msg::MigPrepared{static_cast<uint64_t>(us(Clock::now() - t0).count()), prepared.populated_bytes});
+
+    // Home froze the process: its image follows.
+    ImageReceiver rx(ch_, link_timeout_);
+    image::ProcessImage img;
+    try {
+      img = rx.header();
+    } catch (const wire::DecodeError& e) {
+      throw Refuse{fmt::format("bad process image: {}", e.what())};
+    }
+    auto t1 = Clock::now();
+    try {
+      restore::RestoreTimes rt;
+      restore::restore_into(*stub_, img, rx.pages(), prepared, &rt);
       if (o_.drop_privileges) drop_privileges();
       install_filter();
       body_pidfd_ = pidfd_of(body_);
@@ -213,7 +250,7 @@ class BodyServer {
       throw Refuse{fmt::format("cannot restore here: {}", e.what())};
     }
     if (o_.on_ready) o_.on_ready(body_);
-    ch_.send_msg(msg::MigReady{body_, static_cast<uint64_t>(us(Clock::now() - t0).count())});
+    ch_.send_msg(msg::MigReady{body_, static_cast<uint64_t>(us(Clock::now() - t1).count())});
   }
 
   static void drain_quietly(ImageReceiver& rx) {
@@ -651,10 +688,10 @@ class BodyServer {
     if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
     t.settle();
     msg::GoingHome gh{reason, 0, pending_signals()};
-    image::Frozen f = image::capture_stopped(std::move(t));
-    for (const auto& p : f.image.pages) gh.image_bytes += p.bytes.size();
+    image::Frozen f = image::capture_stopped(std::move(t), {.contents = false});
+    gh.image_bytes = image::content_bytes(f.image);
     send(gh);
-    send_image(ch_, f.image);
+    send_image(ch_, f.image, body_);
     last_sent_ = Clock::now();
     f.image.pages.clear();
     // Signals home forwarded before it saw GoingHome cross the image: they
@@ -745,6 +782,7 @@ class BodyServer {
   std::chrono::milliseconds link_timeout_;
   msg::MigOffer offer_;
   std::optional<Tracee> stub_;
+  cpu_set_t node_cpus_{};  // the CPUs the body may use here (the agent's own)
   pid_t body_ = -1;
   pid_t init_ = -1;
   bool body_reaped_ = false;

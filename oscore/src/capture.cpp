@@ -77,12 +77,26 @@ void fill_timers(ptrace::RemoteSyscalls& rs, ProcessImage& image) {
   }
 }
 
-void fill_pages(pid_t pid, ProcessImage& image) {
+std::vector<PageRun> pages_to_send(const ProcessImage& image) {
   // A deleted file has no name a restore could open: its content travels.
   std::vector<uint64_t> unmappable;
   for (const ImageVma& iv : image.vmas)
     if (iv.vma.kind == VmaKind::deleted_file) unmappable.push_back(iv.vma.start);
-  std::vector<PageRun> runs = runs_to_send(image, unmappable);
+  return runs_to_send(image, unmappable);
+}
+
+uint64_t content_bytes(const ProcessImage& image) {
+  uint64_t n = 0;
+  if (!image.pages.empty()) {
+    for (const PageData& p : image.pages) n += p.bytes.size();
+    return n;
+  }
+  for (const PageRun& r : pages_to_send(image)) n += r.bytes();
+  return n;
+}
+
+void fill_pages(pid_t pid, ProcessImage& image) {
+  std::vector<PageRun> runs = pages_to_send(image);
   // One PageData per stretch of contiguous runs, reserved up front, so
   // pages are copied once and no buffer is reallocated on the way.
   std::vector<std::pair<uint64_t, uint64_t>> stretches;  // start, end
@@ -134,7 +148,7 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options) {
   f.times.proc = since(mark);
   fill_injected(f.tracee, f.image);
   f.times.injected = since(mark);
-  fill_pages(pid, f.image);
+  if (options.contents) fill_pages(pid, f.image);
   f.times.pages = since(mark);
   return f;
 }

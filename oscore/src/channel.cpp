@@ -10,6 +10,7 @@
 
 #include <array>
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 
 #include "roam/error.hpp"
@@ -30,7 +31,7 @@ std::array<unsigned char, 4> frame_head(uint32_t n) {
 }  // namespace
 
 Channel::Channel(FileDesc fd, std::unique_ptr<SecureStream> stream, size_t max_frame)
-    : fd_(std::move(fd)), stream_(std::move(stream)), in_(max_frame), rbuf_(256 * 1024) {}
+    : fd_(std::move(fd)), stream_(std::move(stream)), in_(max_frame) {}
 
 void Channel::send(std::span<const std::byte> body) {
   if (!fd_) throw ChannelError("send on a closed channel");
@@ -99,11 +100,13 @@ void Channel::write_iov(iovec* iov, int count) {
 
 bool Channel::pump() {
   if (!fd_ || eof_) return false;
+  constexpr size_t kRead = 256 * 1024;
   for (;;) {
-    ssize_t n = ::recv(fd_.get(), rbuf_.data(), rbuf_.size(), MSG_DONTWAIT);
+    auto room = in_.space(kRead);
+    ssize_t n = ::recv(fd_.get(), room.data(), room.size(), MSG_DONTWAIT);
     if (n > 0) {
-      in_.feed(std::span(rbuf_.data(), static_cast<size_t>(n)));
-      if (static_cast<size_t>(n) < rbuf_.size()) return true;
+      in_.commit(static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < room.size()) return true;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -113,37 +116,64 @@ bool Channel::pump() {
   }
 }
 
-bool Channel::pop(std::vector<std::byte>& body) {
-  std::vector<std::byte> raw;
+bool Channel::pop_view(std::span<const std::byte>& body) {
+  std::span<std::byte> raw;
   bool bulk = false;
-  if (!in_.pop(raw, bulk)) return false;
+  if (!in_.pop_view(raw, &bulk)) return false;
   last_heard_ = Clock::now();
   if (bulk) {
     if (!stream_ || !bulk_auth_) throw wire::DecodeError("a bulk frame on a channel that did not agree to them");
     if (raw.size() < SecureStream::kTagBytes) throw wire::DecodeError("bulk frame shorter than its tag");
     size_t n = raw.size() - SecureStream::kTagBytes;
-    stream_->check(std::span(raw).first(n), std::span(raw).subspan(n));
-    raw.resize(n);
-    body = std::move(raw);
+    stream_->check(raw.first(n), raw.subspan(n));
+    body = raw.first(n);
     return true;
   }
-  body = stream_ ? stream_->open(raw) : std::move(raw);
+  if (stream_) {
+    opened_ = stream_->open(raw);
+    body = opened_;
+  } else {
+    body = raw;
+  }
   return true;
 }
 
-std::vector<std::byte> Channel::recv(std::chrono::milliseconds timeout) {
+bool Channel::pop(std::vector<std::byte>& body) {
+  std::span<const std::byte> view;
+  if (!pop_view(view)) return false;
+  body.assign(view.begin(), view.end());
+  return true;
+}
+
+std::span<const std::byte> Channel::recv_view(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
-  std::vector<std::byte> body;
+  std::span<const std::byte> body;
   for (;;) {
-    if (pop(body)) return body;
+    if (pop_view(body)) return body;
     if (eof_) throw ChannelError("connection closed by the peer");
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) throw ChannelError(fmt::format("no answer within {} ms", timeout.count()));
+    wake_for(in_.missing());
     pollfd p{fd_.get(), POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left));
     if (r < 0 && errno != EINTR) throw ChannelError(fmt::format("poll: {}", std::strerror(errno)));
     if (r > 0 && !pump() && in_.buffered() == 0) throw ChannelError("connection closed by the peer");
   }
+}
+
+// While a big frame streams in, poll wakes only once a good part of what
+// is missing has come (SO_RCVLOWAT): a few large reads instead of a wakeup
+// per TCP segment batch.
+void Channel::wake_for(size_t missing) {
+  constexpr size_t kMaxLowat = 256 * 1024;
+  int want = static_cast<int>(std::clamp<size_t>(missing, 1, kMaxLowat));
+  if (want == lowat_) return;
+  if (::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVLOWAT, &want, sizeof want) == 0) lowat_ = want;
+}
+
+std::vector<std::byte> Channel::recv(std::chrono::milliseconds timeout) {
+  auto view = recv_view(timeout);
+  return std::vector<std::byte>(view.begin(), view.end());
 }
 
 namespace {

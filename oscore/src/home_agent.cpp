@@ -22,6 +22,7 @@
 #include "roam/cpu_features.hpp"
 #include "roam/error.hpp"
 #include "roam/image_codec.hpp"
+#include "roam/image_migratable.hpp"
 #include "roam/log.hpp"
 #include "roam/mig_image.hpp"
 #include "roam/mig_messages.hpp"
@@ -67,13 +68,15 @@ class HomeAgent::Impl {
   MoveStats move_out(Channel ch) {
     MoveStats st;
     try {
-      frozen_.emplace(image::capture(pid_));
-      st.capture = us(Clock::now() - frozen_->frozen_at);
-      original_misc_ = frozen_->image.misc;
+      // The plan: the process as it runs now, without its pages. The remote
+      // lays its stub out and faults its memory in from it while the
+      // process still computes here.
+      auto planned_at = Clock::now();
+      // Refused before the remote does any work (capture checks again, frozen).
+      if (auto m = image::migratable(pid_, static_cast<pid_t>(::gettid())); !m)
+        throw UserError(fmt::format("process {} cannot migrate: {}", pid_, m.reason));
+      image::ProcessImage plan = image::capture_from_proc(pid_);
       id_ = identity_of(pid_);
-      pidfd_ = pidfd_of(pid_);
-      for (const auto& p : frozen_->image.pages) st.page_bytes += p.bytes.size();
-
       msg::MigOffer offer;
       offer.home_node = o_.self_node;
       offer.home_pid = pid_;
@@ -85,15 +88,29 @@ class HomeAgent::Impl {
       wire::Writer cw;
       host_cpu_features().encode(cw);
       offer.cpu = cw.take();
-      offer.image_bytes = st.page_bytes;
+      offer.image_bytes = image::content_bytes(plan);
       offer.link_timeout_ms = static_cast<uint32_t>(o_.link_timeout.count());
-      auto sent_at = Clock::now();
       offer.monotonic_ns = clock_ns(CLOCK_MONOTONIC);
       offer.boottime_ns = clock_ns(CLOCK_BOOTTIME);
       ch.send_msg(offer);
-      st.image_bytes = send_image(ch, frozen_->image);
-      frozen_->image.pages.clear();
-      frozen_->image.pages.shrink_to_fit();
+      send_image(ch, plan);
+      auto prepared = ch.recv(std::max(o_.link_timeout, std::chrono::milliseconds(120000)));
+      if (msg::peek_type(prepared) == msg::Type::mig_refused)
+        throw UserError(msg::decode<msg::MigRefused>(prepared).reason);
+      auto prep = msg::decode<msg::MigPrepared>(prepared);
+      st.prepare = us(Clock::now() - planned_at);
+      st.populated_bytes = prep.populated_bytes;
+
+      // The capture's injections (sigactions, timers: ~70 of them) run
+      // with the process on this thread's CPU (see follow_agent_cpu).
+      follow_agent_cpu();
+      frozen_.emplace(image::capture(pid_, {.contents = false}));
+      st.capture = us(Clock::now() - frozen_->frozen_at);
+      original_misc_ = frozen_->image.misc;
+      pidfd_ = pidfd_of(pid_);
+      st.page_bytes = image::content_bytes(frozen_->image);
+      auto sent_at = Clock::now();
+      st.image_bytes = send_image(ch, frozen_->image, pid_);
 
       auto reply = ch.recv(std::max(o_.link_timeout, std::chrono::milliseconds(120000)));
       if (msg::peek_type(reply) == msg::Type::mig_refused)
@@ -106,6 +123,7 @@ class HomeAgent::Impl {
     } catch (...) {
       frozen_.reset();  // detaches: the process runs on at home
       pidfd_.reset();
+      own_cpus_again();
       throw;
     }
     ch_ = std::move(ch);
@@ -355,6 +373,12 @@ class HomeAgent::Impl {
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
     if (::sched_setaffinity(pid_, sizeof set, &set) == 0) deputy_cpu_ = cpu;
+  }
+
+  void own_cpus_again() {
+    if (deputy_cpu_ < 0) return;
+    ::sched_setaffinity(pid_, sizeof own_affinity_, &own_affinity_);
+    deputy_cpu_ = -1;
   }
 
   bool mirror(RemoteSyscalls& rs, uint64_t addr, uint64_t len) {
@@ -653,10 +677,7 @@ class HomeAgent::Impl {
       send(msg::HomeDone{false, e.what()});
       throw LinkLost{fmt::format("restoring the body at home failed: {}", e.what())};
     }
-    if (deputy_cpu_ >= 0) {  // its own CPUs again
-      ::sched_setaffinity(pid_, sizeof own_affinity_, &own_affinity_);
-      deputy_cpu_ = -1;
-    }
+    own_cpus_again();
     send(msg::HomeDone{true, {}});
     // Signals queued at the body, then those forwarded while it travelled,
     // are queued here again before the process runs.

@@ -459,27 +459,62 @@ std::vector<std::byte> ImageEncoder::trailer() {
 
 // ---- ImageDecoder ----
 
-void ImageDecoder::feed(std::span<const std::byte> bytes) { buf_.insert(buf_.end(), bytes.begin(), bytes.end()); }
+void ImageDecoder::feed(std::span<const std::byte> bytes) {
+  keep_view_rest();
+  buf_.insert(buf_.end(), bytes.begin(), bytes.end());
+}
+
+void ImageDecoder::feed_view(std::span<const std::byte> bytes) {
+  keep_view_rest();
+  compact();
+  if (buf_.size() > head_) {  // a record begun earlier: it continues here
+    buf_.insert(buf_.end(), bytes.begin(), bytes.end());
+    return;
+  }
+  view_ = bytes;
+  view_head_ = 0;
+}
+
+// Unread bytes of a borrowed view move into the decoder's own buffer.
+void ImageDecoder::keep_view_rest() {
+  if (view_head_ < view_.size()) buf_.insert(buf_.end(), view_.begin() + static_cast<ptrdiff_t>(view_head_), view_.end());
+  view_ = {};
+  view_head_ = 0;
+}
+
+std::span<const std::byte> ImageDecoder::current() const {
+  if (!view_.empty()) return view_.subspan(view_head_);
+  return std::span<const std::byte>(buf_).subspan(head_);
+}
+
+void ImageDecoder::advance(size_t n) {
+  consumed_ += n;
+  if (!view_.empty()) {
+    view_head_ += n;
+  } else {
+    head_ += n;
+  }
+}
 
 void ImageDecoder::compact() {
   if (head_ > 0 && (head_ == buf_.size() || head_ > (1u << 20))) {
     buf_.erase(buf_.begin(), buf_.begin() + static_cast<ptrdiff_t>(head_));
-    offset_ += head_;
     head_ = 0;
   }
 }
 
 bool ImageDecoder::pop_record(uint16_t& tag, std::span<const std::byte>& body) {
-  if (buffered() < kRecordHead) return false;
-  Reader r(std::span<const std::byte>(buf_).subspan(head_, kRecordHead));
+  std::span<const std::byte> cur = current();
+  if (cur.size() < kRecordHead) return false;
+  Reader r(cur.first(kRecordHead));
   tag = r.u16();
   uint32_t len = r.u32();
   if (len > max_record_)
     throw DecodeError(fmt::format("image record (tag {:#x}) of {} bytes at offset {} exceeds limit {}", tag, len,
-                                  offset_ + head_, max_record_));
-  if (buffered() < kRecordHead + len) return false;
-  body = std::span<const std::byte>(buf_).subspan(head_ + kRecordHead, len);
-  head_ += kRecordHead + len;
+                                  consumed_, max_record_));
+  if (cur.size() < kRecordHead + len) return false;
+  body = cur.subspan(kRecordHead, len);
+  advance(kRecordHead + len);
   return true;
 }
 
@@ -538,10 +573,18 @@ ImageDecoder::Event ImageDecoder::page_record(std::span<const std::byte> body) {
 }
 
 std::optional<ImageDecoder::Event> ImageDecoder::next() {
-  compact();
+  if (view_.empty()) compact();
+  std::optional<Event> ev = next_event();
+  // Wanting more: the caller may reuse what it lent, so keep what is left.
+  if (!ev) keep_view_rest();
+  return ev;
+}
+
+std::optional<ImageDecoder::Event> ImageDecoder::next_event() {
   for (;;) {
     if (stage_ == Stage::preamble) {
       if (buffered() < kPreambleBytes) return std::nullopt;
+      keep_view_rest();  // the preamble may straddle feeds: read it whole
       Reader r(std::span<const std::byte>(buf_).subspan(head_, kPreambleBytes));
       uint32_t magic = r.u32();
       uint16_t version = r.u16();
@@ -556,7 +599,7 @@ std::optional<ImageDecoder::Event> ImageDecoder::next() {
         throw DecodeError(fmt::format("process image version {} is older than this node reads (from {}): "
                                       "capture it again with a current roam",
                                       version, kImageMinVersion));
-      head_ += kPreambleBytes;
+      advance(kPreambleBytes);
       stage_ = Stage::header;
     }
     if (stage_ == Stage::done) {

@@ -68,6 +68,7 @@ const char* type_name(Type t) {
     case Type::keepalive: return "keepalive";
     case Type::body_gone: return "body_gone";
     case Type::body_stopped: return "body_stopped";
+    case Type::mig_prepared: return "mig_prepared";
   }
   return "unknown";
 }

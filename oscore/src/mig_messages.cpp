@@ -112,6 +112,25 @@ void decode_fields(wire::Reader& r, MigOffer& m) {
 void encode_fields(wire::Writer& w, const MigChunk& m) { put_blob(w, m.data); }
 void decode_fields(wire::Reader& r, MigChunk& m) { m.data = get_blob(r, kMigChunkBytes); }
 
+std::span<const std::byte> mig_chunk_data(std::span<const std::byte> body) {
+  wire::Reader r(body);
+  auto t = static_cast<Type>(r.u16());
+  if (t != Type::mig_chunk) throw wire::DecodeError(std::string("expected mig_chunk message, got ") + type_name(t));
+  uint32_t n = r.u32();
+  if (n > kMigChunkBytes || n > r.remaining())
+    throw wire::DecodeError(fmt::format("blob of {} bytes (limit {}, {} left)", n, kMigChunkBytes, r.remaining()));
+  return r.bytes(n);
+}
+
+void encode_fields(wire::Writer& w, const MigPrepared& m) {
+  w.u64(m.prepare_us);
+  w.u64(m.populated_bytes);
+}
+void decode_fields(wire::Reader& r, MigPrepared& m) {
+  m.prepare_us = r.u64();
+  m.populated_bytes = r.u64();
+}
+
 void encode_fields(wire::Writer& w, const MigReady& m) {
   w.i32(m.body_pid);
   w.u64(m.restore_us);

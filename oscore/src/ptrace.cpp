@@ -23,9 +23,12 @@
 namespace roam::ptrace {
 namespace {
 
-// Reads of at least this many bytes try process_vm_readv first: it copies
-// straight from the tracee's pages, where /proc/PID/mem goes through a
-// bounce page per 4 KiB.
+// Reads and writes of at least this many bytes try process_vm_readv /
+// process_vm_writev first: they copy straight to or from the tracee's
+// pages, where /proc/PID/mem goes through a bounce page per 4 KiB (3.0
+// against 1.7-2.5 GB/s into fresh pages on the dev VM). They stop at a page
+// the tracee may not access that way (read-only, PROT_NONE): /proc/PID/mem,
+// which forces access, does the rest.
 constexpr std::size_t kBulkRead = 16 * 1024;
 
 pid_t tgid_of(pid_t tid) {
@@ -397,6 +400,12 @@ void Tracee::read_mem(RemotePtr<void> addr, std::span<std::byte> out) {
 void Tracee::write_mem(RemotePtr<void> addr, std::span<const std::byte> in) {
   ROAM_ASSERT(mem_.valid(), fmt::format("write_mem on tracee {} that is not attached", tid_));
   std::size_t done = 0;
+  if (in.size() >= kBulkRead) {
+    iovec local{const_cast<std::byte*>(in.data()), in.size()};
+    iovec remote{reinterpret_cast<void*>(addr.addr()), in.size()};
+    ssize_t n = ::process_vm_writev(tid_, &local, 1, &remote, 1, 0);
+    if (n > 0) done = static_cast<std::size_t>(n);
+  }
   while (done < in.size()) {
     ssize_t n = ::pwrite(mem_.get(), in.data() + done, in.size() - done, static_cast<off_t>(addr.addr() + done));
     if (n > 0) {

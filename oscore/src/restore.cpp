@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "restore_detail.hpp"
@@ -36,16 +37,28 @@ void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, Restor
   restore_into(stub, image, PageSource{}, times);
 }
 
-void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
-                  RestoreTimes* times) {
-  RestoreTimes t;
-  auto mark = Clock::now();
-  detail::Layout layout = detail::clear_stub(stub, image);
-  t.layout = since(mark);
+namespace {
+
+std::vector<image::Vma> kernel_pieces(const std::vector<image::Vma>& vmas) {
+  std::vector<image::Vma> out;
+  for (const image::Vma& v : vmas)
+    if (v.kernel_provided()) out.push_back(v);
+  return out;
+}
+
+std::vector<image::Vma> regions_of(const image::ProcessImage& image) {
+  std::vector<image::Vma> out;
+  for (const image::ImageVma& iv : image.vmas) out.push_back(iv.vma);
+  return out;
+}
+
+void restore_laid_out(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
+                      const detail::Layout& layout, const std::vector<image::Vma>* mapped, RestoreTimes& t,
+                      Clock::time_point& mark) {
   detail::set_rlimits(stub.tid(), image);  // before PR_SET_MM_MAP, which checks RLIMIT_DATA
   {
     ptrace::RemoteSyscalls rs(stub, layout.insn, step_mode_for(image));
-    detail::map_regions(rs, image, layout.scratch);
+    detail::map_regions(rs, image, layout.scratch, mapped);
     t.mapping = since(mark);
     t.page_bytes = detail::write_pages(rs, image);
     if (more) {
@@ -64,6 +77,50 @@ void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const 
   detail::register_rseq(stub, layout.insn, image);
   detail::set_registers(stub, image);
   t.state = since(mark);
+}
+
+}  // namespace
+
+void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
+                  RestoreTimes* times) {
+  RestoreTimes t;
+  auto mark = Clock::now();
+  detail::Layout layout = detail::clear_stub(stub, image);
+  t.layout = since(mark);
+  restore_laid_out(stub, image, more, layout, nullptr, t, mark);
+  if (times) *times = t;
+}
+
+Prepared prepare(ptrace::Tracee& stub, const image::ProcessImage& plan) {
+  detail::Layout layout = detail::clear_stub(stub, plan);
+  Prepared p;
+  p.insn = layout.insn.addr();
+  p.scratch_start = layout.scratch.start;
+  p.scratch_end = layout.scratch.end;
+  ptrace::RemoteSyscalls rs(stub, layout.insn, ptrace::StepMode::single_step);
+  detail::map_regions(rs, plan, layout.scratch);
+  p.regions = regions_of(plan);
+  p.populated_bytes = detail::populate(rs, plan);
+  return p;
+}
+
+void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
+                  const Prepared& prepared, RestoreTimes* times) {
+  RestoreTimes t;
+  auto mark = Clock::now();
+  std::vector<image::Vma> now = regions_of(image);
+  detail::Range scratch{prepared.scratch_start, prepared.scratch_end};
+  bool scratch_clear = std::none_of(now.begin(), now.end(), [&](const image::Vma& v) {
+    return v.start < scratch.end && scratch.start < v.end;
+  });
+  if (kernel_pieces(now) != kernel_pieces(prepared.regions) || !scratch_clear) {
+    detail::Layout layout = detail::clear_stub(stub, image);
+    t.layout = since(mark);
+    restore_laid_out(stub, image, more, layout, nullptr, t, mark);
+  } else {
+    detail::Layout layout{ptrace::RemotePtr<void>(prepared.insn), scratch};
+    restore_laid_out(stub, image, more, layout, &prepared.regions, t, mark);
+  }
   if (times) *times = t;
 }
 

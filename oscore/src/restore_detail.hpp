@@ -4,6 +4,7 @@
 #include <span>
 
 #include <cstdint>
+#include <vector>
 
 #include "roam/image.hpp"
 #include "roam/ptrace.hpp"
@@ -34,7 +35,14 @@ Layout clear_stub(ptrace::Tracee& stub, const image::ProcessImage& image);
 // restore_regions.cpp: maps every region of the image at its address with
 // its final protection (private files from the same file when it matches,
 // otherwise anonymous), then writes the page contents.
-void map_regions(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch);
+// With `already` (the regions a prepare() mapped): those the image has
+// unchanged stay, stale ones are unmapped, new ones mapped.
+void map_regions(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch,
+                 const std::vector<image::Vma>* already = nullptr);
+// Faults in (MADV_POPULATE_WRITE) the writable private anonymous pages the
+// image carries, gaps under 64 KiB bridged; returns the bytes populated.
+// Stops quietly where the kernel refuses: it only saves time.
+uint64_t populate(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 uint64_t write_pages(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 // One run of page contents at `addr` (whole pages inside the image's regions).
 void write_run(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, uint64_t addr,

@@ -108,10 +108,23 @@ Layout clear_stub(ptrace::Tracee& stub, const image::ProcessImage& image) {
 
   {
     RemoteSyscalls rs(stub, *insn, ptrace::StepMode::single_step);
+    // One munmap per stretch of the stub's own regions between the
+    // kernel's pieces (holes included): a handful of injections, not one
+    // per region of a forked agent (~50, ~60 us each here).
+    std::optional<Range> stretch;
+    auto unmap = [&] {
+      if (stretch) rs.checked_syscall("munmap (stub)", SYS_munmap, stretch->start, stretch->size());
+      stretch.reset();
+    };
     for (const image::Vma& v : stub_vmas) {
-      if (v.kernel_provided()) continue;
-      rs.checked_syscall("munmap (stub)", SYS_munmap, v.start, v.size());
+      if (v.kernel_provided()) {
+        unmap();
+        continue;
+      }
+      if (stretch) stretch->end = v.end;
+      else stretch = Range{v.start, v.end};
     }
+    unmap();
     rs.checked_syscall("mmap (scratch)", SYS_mmap, scratch, kScratchBytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   }

@@ -4,13 +4,16 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "restore_detail.hpp"
+#include "roam/capture.hpp"
 #include "roam/error.hpp"
 #include "roam/image_file.hpp"
 #include "roam/restore.hpp"
@@ -78,11 +81,24 @@ void map_file(RemoteSyscalls& rs, const image::Vma& v) {
 
 }  // namespace
 
-void map_regions(RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch) {
+void map_regions(RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch,
+                 const std::vector<image::Vma>* already) {
+  auto in = [](const std::vector<image::Vma>& list, const image::Vma& v) {
+    return std::find(list.begin(), list.end(), v) != list.end();
+  };
+  std::vector<image::Vma> wanted;
+  for (const ImageVma& iv : image.vmas) wanted.push_back(iv.vma);
+  if (already) {
+    // Regions mapped earlier that the image no longer has as they are go
+    // first; mapping the image's new ones (MAP_FIXED) replaces the rest.
+    for (const image::Vma& v : *already)
+      if (!v.kernel_provided() && !in(wanted, v)) rs.checked_syscall("munmap (stale region)", SYS_munmap, v.start, v.size());
+  }
   std::map<std::string, bool> same_file;  // libc is mapped five times: check it once
   for (const ImageVma& iv : image.vmas) {
     const image::Vma& v = iv.vma;
     if (v.kernel_provided()) continue;
+    if (already && in(*already, v)) continue;
     refuse_unsupported(iv);
     ROAM_ASSERT(v.end <= scratch.start || v.start >= scratch.end,
                 fmt::format("restore scratch {:#x} overlaps region {:#x}-{:#x}", scratch.start, v.start, v.end));
@@ -124,6 +140,39 @@ void write_run(RemoteSyscalls& rs, const image::ProcessImage& image, uint64_t ad
     for (const image::Vma* v : opened)
       rs.checked_syscall("mprotect (close)", SYS_mprotect, v->start, v->size(), prot_of(*v));
   }
+}
+
+uint64_t populate(RemoteSyscalls& rs, const image::ProcessImage& image) {
+  constexpr int kMadvPopulateWrite = 23;  // Linux 5.14
+  constexpr uint64_t kMergeGap = 64 * 1024;
+  std::vector<image::PageRun> runs = image::pages_to_send(image);
+  uint64_t done = 0;
+  size_t vi = 0;
+  std::optional<Range> pending;
+  auto flush = [&]() -> bool {
+    if (!pending) return true;
+    long rc = rs.syscall(SYS_madvise, pending->start, pending->size(), kMadvPopulateWrite);
+    if (rc < 0 && rc >= -4095) return false;  // an older kernel, or no memory: faults will do
+    done += pending->size();
+    pending.reset();
+    return true;
+  };
+  for (const image::PageRun& r : runs) {
+    while (vi < image.vmas.size() && image.vmas[vi].vma.end <= r.start) ++vi;
+    if (vi == image.vmas.size()) break;
+    const image::Vma& v = image.vmas[vi].vma;
+    bool anon = v.kind == VmaKind::anon || v.kind == VmaKind::heap || v.kind == VmaKind::stack;
+    if (!anon || v.shared || !(v.prot & image::kProtWrite) || r.kind != image::PageKind::anon) continue;
+    if (pending && r.start >= pending->end && r.start - pending->end <= kMergeGap && r.end() <= v.end &&
+        pending->start >= v.start) {
+      pending->end = r.end();
+      continue;
+    }
+    if (!flush()) return done;
+    pending = Range{r.start, r.end()};
+  }
+  flush();
+  return done;
 }
 
 uint64_t write_pages(RemoteSyscalls& rs, const image::ProcessImage& image) {

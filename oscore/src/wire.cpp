@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+
+#include "roam/error.hpp"
 
 namespace roam::wire {
 
@@ -63,21 +66,59 @@ std::vector<std::byte> frame(std::span<const std::byte> body) {
 }
 
 void FrameAssembler::feed(std::span<const std::byte> data) {
-  if (head_ > 0 && head_ == buf_.size()) {
-    buf_.clear();
-    head_ = 0;
+  auto room = space(data.size());
+  std::memcpy(room.data(), data.data(), data.size());
+  commit(data.size());
+}
+
+std::span<std::byte> FrameAssembler::space(size_t want) {
+  if (head_ == end_) head_ = end_ = 0;
+  // A frame whose header has come: make room for all of it at once, so a
+  // big frame is read into place in few reads and never copied again.
+  if (buffered() >= kFrameHeader) {
+    Reader r(std::span<const std::byte>(buf_).subspan(head_, kFrameHeader));
+    size_t len = r.u32() & ~kFrameFlag;
+    if (len <= max_frame_ && kFrameHeader + len > buffered()) want = std::max(want, kFrameHeader + len - buffered());
   }
-  buf_.insert(buf_.end(), data.begin(), data.end());
+  if (buf_.size() - end_ < want) {
+    if (head_ > 0) {
+      std::memmove(buf_.data(), buf_.data() + head_, buffered());
+      end_ -= head_;
+      head_ = 0;
+    }
+    if (buf_.size() - end_ < want) buf_.resize(end_ + want);
+  }
+  return std::span<std::byte>(buf_).subspan(end_);
+}
+
+size_t FrameAssembler::missing() const {
+  if (buffered() < kFrameHeader) return 0;
+  Reader r(std::span<const std::byte>(buf_).subspan(head_, kFrameHeader));
+  size_t len = r.u32() & ~kFrameFlag;
+  return kFrameHeader + len > buffered() ? kFrameHeader + len - buffered() : 0;
+}
+
+void FrameAssembler::commit(size_t n) {
+  ROAM_ASSERT(end_ + n <= buf_.size(), "FrameAssembler::commit past its space");
+  end_ += n;
 }
 
 bool FrameAssembler::pop(std::vector<std::byte>& body) {
-  return pop_impl(body, nullptr);
+  std::span<std::byte> view;
+  if (!pop_view(view, nullptr)) return false;
+  body.assign(view.begin(), view.end());
+  return true;
 }
 
-bool FrameAssembler::pop(std::vector<std::byte>& body, bool& flagged) { return pop_impl(body, &flagged); }
+bool FrameAssembler::pop(std::vector<std::byte>& body, bool& flagged) {
+  std::span<std::byte> view;
+  if (!pop_view(view, &flagged)) return false;
+  body.assign(view.begin(), view.end());
+  return true;
+}
 
-bool FrameAssembler::pop_impl(std::vector<std::byte>& body, bool* flagged) {
-  size_t avail = buf_.size() - head_;
+bool FrameAssembler::pop_view(std::span<std::byte>& body, bool* flagged) {
+  size_t avail = buffered();
   if (avail < kFrameHeader) return false;
   Reader r(std::span<const std::byte>(buf_).subspan(head_, kFrameHeader));
   uint32_t len = r.u32();
@@ -88,13 +129,8 @@ bool FrameAssembler::pop_impl(std::vector<std::byte>& body, bool* flagged) {
   if (len == 0) throw DecodeError("empty frame");
   if (len > max_frame_) throw DecodeError(fmt::format("oversized frame: {} bytes, limit {}", len, max_frame_));
   if (avail < kFrameHeader + len) return false;
-  auto start = buf_.begin() + static_cast<ptrdiff_t>(head_ + kFrameHeader);
-  body.assign(start, start + len);
+  body = std::span<std::byte>(buf_).subspan(head_ + kFrameHeader, len);
   head_ += kFrameHeader + len;
-  if (head_ > 65536 && head_ * 2 > buf_.size()) {
-    buf_.erase(buf_.begin(), buf_.begin() + static_cast<ptrdiff_t>(head_));
-    head_ = 0;
-  }
   return true;
 }
 

@@ -58,6 +58,7 @@ void try_every_decoder(Span body) {
   try_decode<MigrateReply>(body);
   try_decode<MigOffer>(body);
   try_decode<MigChunk>(body);
+  try_decode<MigPrepared>(body);
   try_decode<MigReady>(body);
   try_decode<MigRefused>(body);
   try_decode<MigGo>(body);

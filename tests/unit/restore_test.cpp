@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -205,6 +206,74 @@ TEST(Restore, MemPattern64MiB) {
   Workload w({workload_path("mem_pattern"), "64"});
   auto t = migrate_and_check(w);
   std::printf("mem_pattern 64 MiB: freeze to resume %.2f ms\n", static_cast<double>(t.count()) / 1000.0);
+}
+
+// As a remote node moves a process: the stub is prepared from a capture of
+// the workload still running (`plan`, which `edit` may change to stand for
+// a layout that changed before the freeze), then restored from the image
+// taken frozen. Returns what prepare() did.
+roam::restore::Prepared migrate_prepared(Workload& w, const std::function<void(roam::image::ProcessImage&)>& edit,
+                                         std::vector<roam::image::Vma>* body_maps = nullptr) {
+  std::string ready = w.line();
+  EXPECT_EQ(ready.rfind("READY", 0), 0u) << "got '" << ready << "'";
+  roam::ptrace::Tracee stub = roam::restore::spawn_stub({.fds = {{w.stdout_write_end(), 1}}});
+  w.set_restored(stub.tid());
+  roam::image::ProcessImage plan = roam::image::capture_from_proc(w.pid());
+  if (edit) edit(plan);
+  roam::restore::Prepared prepared = roam::restore::prepare(stub, plan);
+
+  roam::image::Frozen frozen = roam::image::capture(w.pid());
+  int status = roam::image::kill_frozen(frozen);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  w.forget_original();
+  roam::restore::restore_into(stub, frozen.image, roam::restore::PageSource{}, prepared);
+  if (body_maps) *body_maps = roam::image::read_maps(stub.tid());
+  stub.detach();
+  pid_t body = stub.tid();
+  EXPECT_EQ(::kill(body, SIGUSR1), 0);
+  EXPECT_EQ(w.line_starting("PASS"), "PASS");
+  int st = wait_exit(body);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "body status " << st;
+  w.set_restored(-1);
+  return prepared;
+}
+
+TEST(Restore, PreparedStubHasTheMemoryFaultedInBeforeTheFreeze) {
+  Workload w({workload_path("mem_pattern"), "64"});
+  auto p = migrate_prepared(w, {});
+  EXPECT_GE(p.populated_bytes, uint64_t{64} << 20);
+}
+
+TEST(Restore, PreparedStubTakesARegionLayoutThatChangedMeanwhile) {
+  Workload w({workload_path("mem_pattern"), "16"});
+  uint64_t stale = 0x200000000000;  // free in the workload (no ASLR lands there)
+  uint64_t dropped = 0;
+  std::vector<roam::image::Vma> maps;
+  migrate_prepared(w, [&](roam::image::ProcessImage& plan) {
+    // The plan lacks the biggest anonymous region (mapped "after" it was
+    // made) and has one the process has "since" unmapped.
+    auto big = std::max_element(plan.vmas.begin(), plan.vmas.end(), [](const auto& a, const auto& b) {
+      bool aa = a.vma.kind == roam::image::VmaKind::anon, ba = b.vma.kind == roam::image::VmaKind::anon;
+      return aa != ba ? ba : a.vma.size() < b.vma.size();
+    });
+    ASSERT_EQ(big->vma.kind, roam::image::VmaKind::anon);
+    dropped = big->vma.start;
+    plan.vmas.erase(big);
+    std::erase_if(plan.page_map, [&](const roam::image::PageRun& r) { return r.start >= dropped && r.start < dropped + (16u << 20); });
+    roam::image::ImageVma ghost;
+    ghost.vma.start = stale;
+    ghost.vma.end = stale + (1u << 20);
+    ghost.vma.prot = roam::image::kProtRead | roam::image::kProtWrite;
+    ghost.vma.kind = roam::image::VmaKind::anon;
+    auto at = std::upper_bound(plan.vmas.begin(), plan.vmas.end(), stale,
+                               [](uint64_t a, const roam::image::ImageVma& v) { return a < v.vma.start; });
+    plan.vmas.insert(at, ghost);
+  }, &maps);
+  EXPECT_NE(dropped, 0u);
+  EXPECT_TRUE(std::none_of(maps.begin(), maps.end(), [&](const auto& v) { return v.start == stale; }))
+      << "the region only the plan had is still mapped";
+  EXPECT_TRUE(std::any_of(maps.begin(), maps.end(), [&](const auto& v) { return v.start <= dropped && dropped < v.end; }))
+      << "the region the plan lacked is not mapped";
 }
 
 TEST(Restore, FpuRegisters) {

@@ -25,7 +25,7 @@ struct CaptureTimes {
 
 struct Frozen {
   ptrace::Tracee tracee;
-  ProcessImage image;  // complete, with page contents in image.pages
+  ProcessImage image;  // complete, with page contents in image.pages unless options.contents is off
   std::chrono::steady_clock::time_point frozen_at;  // when the interrupt-stop was reached
   CaptureTimes times;
 };
@@ -43,7 +43,13 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options = {}
 // interrupt-stop. Puts everything it changed in the tracee back.
 void fill_injected(ptrace::Tracee& tracee, ProcessImage& image);
 
-// Reads the contents runs_to_send() names into image.pages.
+// The runs whose contents an image must carry (runs_to_send, with the
+// regions of deleted files, which a restore cannot open, sent whole).
+std::vector<PageRun> pages_to_send(const ProcessImage& image);
+// The bytes of page contents the image carries: in image.pages, or, for an
+// image captured without contents, those pages_to_send() names.
+uint64_t content_bytes(const ProcessImage& image);
+// Reads the contents pages_to_send() names into image.pages.
 void fill_pages(pid_t pid, ProcessImage& image);
 
 // SIGKILLs a frozen original and collects its death (the migration

@@ -61,6 +61,10 @@ class Channel {
   bool pop(std::vector<std::byte>& body);
   // Blocks for one frame. ChannelError on EOF or after `timeout`.
   std::vector<std::byte> recv(std::chrono::milliseconds timeout);
+  // The same without a copy: a view of the opened frame in the channel's
+  // buffers, valid until the next receive on this channel. Big frames are
+  // read straight into place (bulk page data: one copy out of the socket).
+  std::span<const std::byte> recv_view(std::chrono::milliseconds timeout);
   template <typename M>
   M recv_msg(std::chrono::milliseconds timeout) {
     auto body = recv(timeout);
@@ -76,8 +80,11 @@ class Channel {
   void write_iov(iovec* iov, int n);
   std::unique_ptr<SecureStream> stream_;
   bool bulk_auth_ = false;
+  bool pop_view(std::span<const std::byte>& body);
+  void wake_for(size_t missing);
+  int lowat_ = 1;
   wire::FrameAssembler in_;
-  std::vector<std::byte> rbuf_;
+  std::vector<std::byte> opened_;  // the last sealed frame recv_view opened
   bool eof_ = false;
   std::chrono::steady_clock::time_point last_heard_ = std::chrono::steady_clock::now();
 };

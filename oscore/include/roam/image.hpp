@@ -181,6 +181,10 @@ struct CaptureOptions {
   bool page_map = true;         // classify every region's pages
   bool file_identities = true;  // identify every mapped file (hashes files without a build id)
   ScanMethod scan = ScanMethod::automatic;
+  // capture(): read the page contents into image.pages. Off, they stay in
+  // the stopped process, for a sender that reads them as it sends
+  // (pages_to_send, read_pages), so no copy of the whole image is made.
+  bool contents = true;
 };
 
 // Everything /proc and a few ptrace-free calls (prlimit, get_robust_list)

@@ -95,14 +95,22 @@ class ImageDecoder {
 
   explicit ImageDecoder(size_t max_record = kDefaultMaxRecord) : max_record_(max_record) {}
   void feed(std::span<const std::byte> bytes);
+  // feed() without a copy: the decoder reads `bytes` where they lie, and
+  // they must stay valid until next() returns nullopt (it wants more; what
+  // it has not consumed is copied then) or the next feed.
+  void feed_view(std::span<const std::byte> bytes);
   std::optional<Event> next();
 
   const ProcessImage& header() const { return image_; }  // complete after the header event
   ProcessImage take_header() { return std::move(image_); }
   bool finished() const { return stage_ == Stage::done; }
-  size_t buffered() const { return buf_.size() - head_; }
+  size_t buffered() const { return buf_.size() - head_ + view_.size() - view_head_; }
 
  private:
+  std::span<const std::byte> current() const;
+  void advance(size_t n);
+  void keep_view_rest();
+  std::optional<Event> next_event();
   enum class Stage { preamble, header, pages, done };
   bool pop_record(uint16_t& tag, std::span<const std::byte>& body);
   void header_section(uint16_t tag, std::span<const std::byte> body);
@@ -113,7 +121,9 @@ class ImageDecoder {
   size_t max_record_;
   std::vector<std::byte> buf_;
   size_t head_ = 0;
-  uint64_t offset_ = 0;  // stream offset of buf_[0], for messages
+  std::span<const std::byte> view_;  // fed by feed_view, read before buf_ is used again
+  size_t view_head_ = 0;
+  uint64_t consumed_ = 0;  // stream offset of the next unread byte, for messages
   Stage stage_ = Stage::preamble;
   ProcessImage image_;
   std::vector<uint16_t> seen_;

@@ -48,6 +48,7 @@ enum class Type : uint16_t {
   keepalive = 213,
   body_gone = 214,
   body_stopped = 215,
+  mig_prepared = 216,
 };
 
 const char* type_name(Type t);

@@ -15,8 +15,12 @@
 
 namespace roam::mig {
 
-// Returns the bytes of RIMG stream sent.
-uint64_t send_image(Channel& ch, const image::ProcessImage& image);
+// Returns the bytes of RIMG stream sent. Page contents come from
+// image.pages, or, when `stopped` is a process (the image was captured
+// without contents and the process is still stopped), are read from it as
+// they are sent: 1 MiB at a time, each read straight into place by
+// process_vm_readv and sent from there.
+uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped = 0);
 
 class ImageReceiver {
  public:

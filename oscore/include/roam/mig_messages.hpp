@@ -3,7 +3,11 @@
 // sealed like a peer link (secure_channel.hpp), with the kFeatMigration bit.
 //
 //   home                                   remote
-//   MigOffer, MigChunk* (RIMG stream)  ->
+//   MigOffer, MigChunk* (the plan: the ->  the stub is laid out as the plan
+//     image of the running process,        says and its pages faulted in
+//     no pages)                        <-  MigPrepared (or MigRefused)
+//   (the process is frozen here)
+//   MigChunk* (the RIMG stream)        ->
 //                                      <-  MigReady (body restored, stopped)
 //                                          or MigRefused (one line why)
 //   MigGo                              ->  (the body runs; the home's copy
@@ -75,6 +79,14 @@ struct MigOffer {
 struct MigChunk {
   static constexpr Type kType = Type::mig_chunk;
   std::vector<std::byte> data;
+};
+// A MigChunk's data where it lies in `body` (decode<MigChunk> copies it).
+std::span<const std::byte> mig_chunk_data(std::span<const std::byte> body);
+
+struct MigPrepared {
+  static constexpr Type kType = Type::mig_prepared;
+  uint64_t prepare_us = 0;
+  uint64_t populated_bytes = 0;
 };
 
 struct MigReady {
@@ -173,6 +185,7 @@ void encode_fields(wire::Writer& w, const MigrateRequest& m);
 void encode_fields(wire::Writer& w, const MigrateReply& m);
 void encode_fields(wire::Writer& w, const MigOffer& m);
 void encode_fields(wire::Writer& w, const MigChunk& m);
+void encode_fields(wire::Writer& w, const MigPrepared& m);
 void encode_fields(wire::Writer& w, const MigReady& m);
 void encode_fields(wire::Writer& w, const MigRefused& m);
 void encode_fields(wire::Writer& w, const MigGo& m);
@@ -192,6 +205,7 @@ void decode_fields(wire::Reader& r, MigrateRequest& m);
 void decode_fields(wire::Reader& r, MigrateReply& m);
 void decode_fields(wire::Reader& r, MigOffer& m);
 void decode_fields(wire::Reader& r, MigChunk& m);
+void decode_fields(wire::Reader& r, MigPrepared& m);
 void decode_fields(wire::Reader& r, MigReady& m);
 void decode_fields(wire::Reader& r, MigRefused& m);
 void decode_fields(wire::Reader& r, MigGo& m);

@@ -41,6 +41,8 @@
 namespace roam::mig {
 
 struct MoveStats {
+  std::chrono::microseconds prepare{};    // plan sent until the remote had its stub ready (not frozen)
+  uint64_t populated_bytes = 0;           // memory the remote faulted in before the freeze
   std::chrono::microseconds freeze{};    // from the freeze until the body ran
   std::chrono::microseconds capture{};
   std::chrono::microseconds transfer{};  // sending the image until the remote said ready

@@ -81,6 +81,26 @@ using PageSource = std::function<std::optional<std::pair<uint64_t, std::span<con
 void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
                   RestoreTimes* times = nullptr);
 
+// A stub made ready for a process before the process is frozen, from a
+// capture of it still running (`plan`): its address space laid out and the
+// pages the plan carries faulted in (MADV_POPULATE_WRITE). Fresh pages are
+// the dearest part of a restore (4 KiB faults run at ~2 GB/s on the dev VM,
+// below loopback TCP), and this takes them out of the freeze: the
+// restore_into that follows only copies. Regions that changed in between
+// are mapped again there; everything else of the plan is discarded.
+struct Prepared {
+  std::vector<image::Vma> regions;  // as mapped, kernel pieces included
+  uint64_t insn = 0;                // the syscall site in the moved [vdso]
+  uint64_t scratch_start = 0, scratch_end = 0;
+  uint64_t populated_bytes = 0;
+};
+Prepared prepare(ptrace::Tracee& stub, const image::ProcessImage& plan);
+
+// restore_into a stub prepare() made ready. When the image's kernel pieces
+// ([vdso], [vvar]) are not where the plan had them, it starts afresh.
+void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
+                  const Prepared& prepared, RestoreTimes* times = nullptr);
+
 // spawn_stub, restore_into, detach: the body runs. Returns its pid (a child
 // of the calling process: wait for it as for any child).
 pid_t restore(const image::ProcessImage& image, const StubOptions& options = {}, RestoreTimes* times = nullptr);

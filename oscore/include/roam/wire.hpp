@@ -95,24 +95,35 @@ class Reader {
 // Prepends the u32 length header to a frame body.
 std::vector<std::byte> frame(std::span<const std::byte> body);
 
-// Splits a byte stream into frames. Feed it what arrives; pop() returns each
-// complete frame body. A zero-length or oversized frame is a DecodeError and
-// the stream is unusable after it.
+// Splits a byte stream into frames. Feed it what arrives, or receive
+// straight into space() and commit(); pop() returns each complete frame
+// body (a copy), pop_view() a view of it in the assembler's buffer, valid
+// until the next feed(), space() or pop. A zero-length or oversized frame is
+// a DecodeError and the stream is unusable after it.
 class FrameAssembler {
  public:
   explicit FrameAssembler(size_t max_frame = kDefaultMaxFrame) : max_frame_(max_frame) {}
   void feed(std::span<const std::byte> data);
+  // Room for at least `want` more bytes after what is buffered (more when a
+  // frame whose length is known needs it), for a read to fill; commit(n)
+  // then takes the n bytes read. Compacts the buffer: views die.
+  std::span<std::byte> space(size_t want);
+  void commit(size_t n);
   bool pop(std::vector<std::byte>& body);
   // For streams that mark some frames with the length's top bit (kFrameFlag):
   // `flagged` tells which kind this one was.
   bool pop(std::vector<std::byte>& body, bool& flagged);
-  size_t buffered() const { return buf_.size() - head_; }
+  bool pop_view(std::span<std::byte>& body, bool* flagged);
+  size_t buffered() const { return end_ - head_; }
+  // Bytes still missing from the frame begun in the buffer (0 when none
+  // has begun or its header is not complete).
+  size_t missing() const;
 
  private:
-  bool pop_impl(std::vector<std::byte>& body, bool* flagged);
   size_t max_frame_;
-  std::vector<std::byte> buf_;
+  std::vector<std::byte> buf_;  // storage; bytes [head_, end_) are buffered
   size_t head_ = 0;
+  size_t end_ = 0;
 };
 
 }  // namespace roam::wire
