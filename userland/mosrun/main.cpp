@@ -65,6 +65,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mosrun: no program given (%s)\n", kUsage);
     return kOwnFailure;
   }
+  if (command.front().size() > 1 && command.front()[0] == '-') {
+    std::fprintf(stderr, "mosrun: unknown option %s (%s)\n", command.front().c_str(), kUsage);
+    return kOwnFailure;
+  }
   roam::msg::RegisterJob req;
   for (auto& a : command) req.command += (req.command.empty() ? "" : " ") + a;
   auto& p = req.placement;
