@@ -49,11 +49,13 @@ int main(int argc, char** argv) {
     }
     std::printf("%7s %5s %-7s %-7s %-6s %9s  %-12s %-14s %s\n", "PID", "JOB", "HOME", "WHERE", "STATE", "RSS", "WHY",
                 "PLACEMENT", "COMMAND");
-    for (auto& p : r.procs)
+    for (auto& p : r.procs) {
+      std::string why = p.detail.empty() ? p.reason : p.reason + " (" + p.detail + ")";
       std::printf("%7d %5llu %-7s %-7s %-6s %8lluK  %-12s %-14s %s\n", p.pid, static_cast<unsigned long long>(p.job),
                   ("node" + std::to_string(p.home)).c_str(), ("node" + std::to_string(p.where)).c_str(), p.state.c_str(),
-                  static_cast<unsigned long long>(p.rss / 1024), p.reason.c_str(),
+                  static_cast<unsigned long long>(p.rss / 1024), why.c_str(),
                   p.placement.empty() ? "-" : p.placement.c_str(), p.command.c_str());
+    }
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mosps: %s\n", e.what());
