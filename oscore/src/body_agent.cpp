@@ -159,6 +159,10 @@ class BodyServer {
   void receive() {
     offer_ = ch_.recv_msg<msg::MigOffer>(std::max(link_timeout_, std::chrono::milliseconds(30000)));
     if (offer_.link_timeout_ms >= 100) link_timeout_ = std::chrono::milliseconds(offer_.link_timeout_ms);
+    if (!o_.refuse.empty()) {
+      ImageReceiver(ch_, link_timeout_).drain();
+      throw Refuse{o_.refuse};
+    }
     wire::Reader cr(offer_.cpu);
     CpuFeatures home = CpuFeatures::decode(cr);
     CpuFeatures here = host_cpu_features();
@@ -372,6 +376,7 @@ class BodyServer {
       std::vector<std::byte> body;
       while (!ended_ && ch_.pop(body)) on_home_message(body);
       if (ended_) return;
+      if (!home_requested_ && expel_asked()) home_requested_ = true;
       if (home_requested_) return go_home(home_reason_, std::nullopt);
       if (!ch_.open()) throw LinkLost{"connection closed by home"};
       check_link();
@@ -379,6 +384,12 @@ class BodyServer {
       if (n > 0 && (p[0].revents & POLLIN) != 0) on_notification();
       else if (n > 0 && (p[0].revents & (POLLHUP | POLLERR)) != 0) return body_died();
     }
+  }
+
+  bool expel_asked() {
+    if (!o_.expelled || !o_.expelled()) return false;
+    home_reason_ = fmt::format("expelled from node {}", o_.self_node);
+    return true;
   }
 
   // At most this long between looks at the body's job-control state.
@@ -635,6 +646,11 @@ class BodyServer {
       while (!result_ && ch_.pop(body)) on_home_message(body);
       if (result_) break;
       if (!ch_.open()) throw LinkLost{"connection closed by home"};
+      if (!home_requested_ && !cancel_sent_ && expel_asked()) {
+        home_requested_ = true;  // the cancelled call is re-issued at home
+        send(msg::FwdCancel{outstanding_->seq});
+        cancel_sent_ = true;
+      }
       check_link();
     }
     Outstanding o = *outstanding_;

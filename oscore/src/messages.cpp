@@ -35,6 +35,45 @@ void get(wire::Reader& r, LoadInfo& i) {
 }
 constexpr size_t kLoadInfoBytes = 4 + 8 + 8 + 2 + 4 + 4;
 
+// Fields added to the items of a list after the list was defined travel in a
+// trailing section: a count equal to the list's, then one length-prefixed
+// blob per item in the list's order. An older decoder stops before the
+// section (decoders ignore trailing bytes); a newer one reads, in each blob,
+// the fields it knows and ignores the rest.
+template <typename T, typename F>
+void put_trailer(wire::Writer& w, const std::vector<T>& items, F&& fields) {
+  w.u32(static_cast<uint32_t>(items.size()));
+  for (const T& item : items) {
+    wire::Writer b;
+    fields(b, item);
+    auto bytes = b.take();
+    w.u32(static_cast<uint32_t>(bytes.size()));
+    w.bytes(bytes);
+  }
+}
+template <typename T, typename F>
+void get_trailer(wire::Reader& r, std::vector<T>& items, F&& fields) {
+  if (r.remaining() == 0) return;  // from a sender that predates the section
+  uint32_t n = r.count(kMaxGossipEntries > kMaxListItems ? kMaxGossipEntries : kMaxListItems, 4);
+  if (n != items.size())
+    throw wire::DecodeError(fmt::format("trailing section has {} items for a list of {}", n, items.size()));
+  for (T& item : items) {
+    uint32_t len = r.count(1u << 16, 1);
+    wire::Reader b(r.bytes(len));
+    fields(b, item);
+  }
+}
+
+void put_ext(wire::Writer& w, const LoadInfo& i) {
+  w.u32(i.guests);
+  w.u32(i.flags);
+}
+void get_ext(wire::Reader& r, LoadInfo& i) {
+  if (r.remaining() == 0) return;
+  i.guests = r.u32();
+  i.flags = r.u32();
+}
+
 }  // namespace
 
 const char* type_name(Type t) {
@@ -52,6 +91,10 @@ const char* type_name(Type t) {
     case Type::error_reply: return "error_reply";
     case Type::migrate_request: return "migrate_request";
     case Type::migrate_reply: return "migrate_reply";
+    case Type::guests_request: return "guests_request";
+    case Type::guests_reply: return "guests_reply";
+    case Type::node_command: return "node_command";
+    case Type::node_command_reply: return "node_command_reply";
     case Type::mig_offer: return "mig_offer";
     case Type::mig_chunk: return "mig_chunk";
     case Type::mig_ready: return "mig_ready";
@@ -112,6 +155,7 @@ void encode_fields(wire::Writer& w, const Gossip& m) {
     w.u32(e.age_ms);
     put(w, e.info);
   }
+  put_trailer(w, m.entries, [](wire::Writer& b, const GossipEntry& e) { put_ext(b, e.info); });
 }
 void decode_fields(wire::Reader& r, Gossip& m) {
   uint32_t n = r.count(kMaxGossipEntries, 8 + kLoadInfoBytes);
@@ -122,6 +166,7 @@ void decode_fields(wire::Reader& r, Gossip& m) {
     e.age_ms = r.u32();
     get(r, e.info);
   }
+  get_trailer(r, m.entries, [](wire::Reader& b, GossipEntry& e) { get_ext(b, e.info); });
 }
 
 void encode_fields(wire::Writer& w, const CtlHello& m) {
@@ -161,6 +206,7 @@ void encode_fields(wire::Writer& w, const StatusReply& m) {
     w.u64(n.age_ms);
     put(w, n.info);
   }
+  put_trailer(w, m.nodes, [](wire::Writer& b, const NodeStatus& n) { put_ext(b, n.info); });
 }
 void decode_fields(wire::Reader& r, StatusReply& m) {
   m.self = r.u32();
@@ -184,6 +230,7 @@ void decode_fields(wire::Reader& r, StatusReply& m) {
     n.age_ms = r.u64();
     get(r, n.info);
   }
+  get_trailer(r, m.nodes, [](wire::Reader& b, NodeStatus& n) { get_ext(b, n.info); });
 }
 
 void encode_fields(wire::Writer& w, const PsReply& m) {
@@ -199,6 +246,10 @@ void encode_fields(wire::Writer& w, const PsReply& m) {
     w.str(p.reason);
     w.u64(p.rss);
   }
+  put_trailer(w, m.procs, [](wire::Writer& b, const ProcInfo& p) {
+    b.str(p.detail);
+    b.str(p.placement);
+  });
 }
 void decode_fields(wire::Reader& r, PsReply& m) {
   m.self = r.u32();
@@ -213,12 +264,66 @@ void decode_fields(wire::Reader& r, PsReply& m) {
     p.reason = r.str(4096);
     p.rss = r.u64();
   }
+  get_trailer(r, m.procs, [](wire::Reader& b, ProcInfo& p) {
+    if (b.remaining() == 0) return;
+    p.detail = b.str(4096);
+    p.placement = b.str(4096);
+  });
 }
 
-void encode_fields(wire::Writer& w, const RegisterJob& m) { w.str(m.command); }
-void decode_fields(wire::Reader& r, RegisterJob& m) { m.command = r.str(4096); }
-void encode_fields(wire::Writer& w, const RegisterJobReply& m) { w.u64(m.job); }
-void decode_fields(wire::Reader& r, RegisterJobReply& m) { m.job = r.u64(); }
+void encode_fields(wire::Writer& w, const RegisterJob& m) {
+  w.str(m.command);
+  placement::encode(w, m.placement);
+}
+void decode_fields(wire::Reader& r, RegisterJob& m) {
+  m.command = r.str(4096);
+  if (r.remaining() > 0) m.placement = placement::decode(r);
+}
+void encode_fields(wire::Writer& w, const RegisterJobReply& m) {
+  w.u64(m.job);
+  w.str(m.start_target);
+}
+void decode_fields(wire::Reader& r, RegisterJobReply& m) {
+  m.job = r.u64();
+  if (r.remaining() > 0) m.start_target = r.str(256);
+}
+
+void encode_fields(wire::Writer&, const GuestsRequest&) {}
+void decode_fields(wire::Reader&, GuestsRequest&) {}
+void encode_fields(wire::Writer& w, const GuestsReply& m) {
+  w.u32(m.self);
+  w.u32(static_cast<uint32_t>(m.guests.size()));
+  for (auto& g : m.guests) {
+    w.i32(g.agent);
+    w.u32(g.home);
+    w.i32(g.home_pid);
+    w.i32(g.body_pid);
+    w.str(g.command);
+    w.u64(g.rss);
+  }
+}
+void decode_fields(wire::Reader& r, GuestsReply& m) {
+  m.self = r.u32();
+  m.guests.resize(r.count(kMaxListItems, 4 + 4 + 4 + 4 + 4 + 8));
+  for (auto& g : m.guests) {
+    g.agent = r.i32();
+    g.home = r.u32();
+    g.home_pid = r.i32();
+    g.body_pid = r.i32();
+    g.command = r.str(4096);
+    g.rss = r.u64();
+  }
+}
+void encode_fields(wire::Writer& w, const NodeCommand& m) { w.str(m.op); }
+void decode_fields(wire::Reader& r, NodeCommand& m) { m.op = r.str(64); }
+void encode_fields(wire::Writer& w, const NodeCommandReply& m) {
+  w.str(m.message);
+  w.u32(m.count);
+}
+void decode_fields(wire::Reader& r, NodeCommandReply& m) {
+  m.message = r.str(4096);
+  m.count = r.u32();
+}
 void encode_fields(wire::Writer& w, const ErrorReply& m) { w.str(m.message); }
 void decode_fields(wire::Reader& r, ErrorReply& m) { m.message = r.str(4096); }
 

@@ -91,8 +91,8 @@ import json
 p = json.load(open("ps.json"))
 thr = [x for x in p if "threads.py" in x["command"]]
 slp = [x for x in p if x["command"] == "sleep 30"]
-assert thr and thr[0]["reason"] == "cannot move: has 2 threads", thr
-assert slp and slp[0]["reason"] == "started here", slp
+assert thr and thr[0]["reason"] == "home" and thr[0]["detail"] == "cannot move: has 2 threads", thr
+assert slp and slp[0]["reason"] == "home" and slp[0]["detail"] == "", slp
 PY
   atf_check -o "match:threaded-alive" cat threads.out
   atf_check -o "match:cannot move: has 2 threads" cat ps.txt

@@ -38,6 +38,8 @@ LoadInfo sample_load(uint32_t seed) {
   i.ncpus = static_cast<uint16_t>(0xbeef + seed);
   i.speed = 12345 + seed;
   i.procs = 0x8000'0001u + seed;
+  i.guests = 77 + seed;
+  i.flags = kNodeNoGuests | (1u << 31);  // plus a bit from the future
   return i;
 }
 
@@ -115,6 +117,8 @@ PsReply sample_ps_reply() {
   p.command = "./sim --steps 1000 'quoted arg'";
   p.reason = "node 5 had the lowest load";
   p.rss = 3ull << 33;
+  p.detail = "moved by migrate 2";
+  p.placement = "-L -t gpu -m 512";
   ProcInfo q;
   q.pid = 42;
   q.job = 9;
@@ -131,14 +135,32 @@ PsReply sample_ps_reply() {
 RegisterJob sample_register_job() {
   RegisterJob m;
   m.command = "make -j8 all";
+  m.placement.mobility = placement::Mobility::manual_only;
+  m.placement.tag = "gpu";
+  m.placement.mem_mb = 0x1'0000'0001ull;
+  m.placement.start_node = 0xa1b2c3d4;
+  m.placement.start_best = true;
   return m;
 }
 
 RegisterJobReply sample_register_job_reply() {
   RegisterJobReply m;
   m.job = 0xdead'beef'cafe'f00dull;
+  m.start_target = "best";
   return m;
 }
+
+GuestsReply sample_guests_reply() {
+  GuestsReply m;
+  m.self = 3;
+  m.guests.push_back({-4242, 1, 123456, 77, "cpu_loop --x 'y'", 1ull << 40});
+  m.guests.push_back({5, 0xffffffffu, 1, 2, "", 0});
+  return m;
+}
+
+NodeCommand sample_node_command() { return NodeCommand{"expel"}; }
+
+NodeCommandReply sample_node_command_reply() { return NodeCommandReply{"node 2: 3 guests sent home", 3}; }
 
 ErrorReply sample_error_reply() {
   ErrorReply m;
@@ -155,6 +177,8 @@ void expect_same(const LoadInfo& a, const LoadInfo& b) {
   EXPECT_EQ(a.ncpus, b.ncpus);
   EXPECT_EQ(a.speed, b.speed);
   EXPECT_EQ(a.procs, b.procs);
+  EXPECT_EQ(a.guests, b.guests);
+  EXPECT_EQ(a.flags, b.flags);
 }
 
 void expect_same(const Hello& a, const Hello& b) {
@@ -226,11 +250,42 @@ void expect_same(const PsReply& a, const PsReply& b) {
     EXPECT_EQ(a.procs[i].command, b.procs[i].command);
     EXPECT_EQ(a.procs[i].reason, b.procs[i].reason);
     EXPECT_EQ(a.procs[i].rss, b.procs[i].rss);
+    EXPECT_EQ(a.procs[i].detail, b.procs[i].detail);
+    EXPECT_EQ(a.procs[i].placement, b.procs[i].placement);
   }
 }
 
-void expect_same(const RegisterJob& a, const RegisterJob& b) { EXPECT_EQ(a.command, b.command); }
-void expect_same(const RegisterJobReply& a, const RegisterJobReply& b) { EXPECT_EQ(a.job, b.job); }
+void expect_same(const RegisterJob& a, const RegisterJob& b) {
+  EXPECT_EQ(a.command, b.command);
+  EXPECT_EQ(a.placement.mobility, b.placement.mobility);
+  EXPECT_EQ(a.placement.tag, b.placement.tag);
+  EXPECT_EQ(a.placement.mem_mb, b.placement.mem_mb);
+  EXPECT_EQ(a.placement.start_node, b.placement.start_node);
+  EXPECT_EQ(a.placement.start_best, b.placement.start_best);
+}
+void expect_same(const RegisterJobReply& a, const RegisterJobReply& b) {
+  EXPECT_EQ(a.job, b.job);
+  EXPECT_EQ(a.start_target, b.start_target);
+}
+void expect_same(const GuestsRequest&, const GuestsRequest&) {}
+void expect_same(const GuestsReply& a, const GuestsReply& b) {
+  EXPECT_EQ(a.self, b.self);
+  ASSERT_EQ(a.guests.size(), b.guests.size());
+  for (size_t i = 0; i < a.guests.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(a.guests[i].agent, b.guests[i].agent);
+    EXPECT_EQ(a.guests[i].home, b.guests[i].home);
+    EXPECT_EQ(a.guests[i].home_pid, b.guests[i].home_pid);
+    EXPECT_EQ(a.guests[i].body_pid, b.guests[i].body_pid);
+    EXPECT_EQ(a.guests[i].command, b.guests[i].command);
+    EXPECT_EQ(a.guests[i].rss, b.guests[i].rss);
+  }
+}
+void expect_same(const NodeCommand& a, const NodeCommand& b) { EXPECT_EQ(a.op, b.op); }
+void expect_same(const NodeCommandReply& a, const NodeCommandReply& b) {
+  EXPECT_EQ(a.message, b.message);
+  EXPECT_EQ(a.count, b.count);
+}
 void expect_same(const ErrorReply& a, const ErrorReply& b) { EXPECT_EQ(a.message, b.message); }
 
 // ---- one table of every message type, for the cross-type tests ----
@@ -240,29 +295,50 @@ struct Case {
   Type type;
   Bytes encoded;
   std::function<void(std::span<const std::byte>)> decode_and_check;  // decodes as its own type
+  // Where an older sender's encoding ended, before fields appended later
+  // (0: nothing appended): that prefix decodes, with the defaults.
+  size_t older_size = 0;
+  std::function<void(std::span<const std::byte>)> decode_only;
 };
 
 template <typename M>
-Case make_case(const char* name, const M& sample) {
-  return {name, M::kType, encode(sample), [sample](std::span<const std::byte> body) {
+Case make_case(const char* name, const M& sample, size_t appended_bytes = 0) {
+  Bytes encoded = encode(sample);
+  size_t older = appended_bytes ? encoded.size() - appended_bytes : 0;
+  return {name, M::kType, encoded,
+          [sample](std::span<const std::byte> body) {
             M got = decode<M>(body);
             expect_same(sample, got);
-          }};
+          },
+          older, [](std::span<const std::byte> body) { decode<M>(body); }};
+}
+
+// The bytes of the trailing sections (messages.cpp put_trailer) and other
+// appended fields of the samples.
+size_t load_trailer_bytes(size_t items) { return 4 + items * (4 + 8); }
+size_t ps_trailer_bytes(const PsReply& m) {
+  size_t n = 4;
+  for (auto& p : m.procs) n += 4 + 4 + p.detail.size() + 4 + p.placement.size();
+  return n;
 }
 
 std::vector<Case> all_cases() {
   return {
       make_case("hello", sample_hello()),
       make_case("auth", sample_auth()),
-      make_case("gossip", sample_gossip()),
+      make_case("gossip", sample_gossip(), load_trailer_bytes(sample_gossip().entries.size())),
       make_case("ctl_hello", sample_ctl_hello()),
       make_case("status_request", StatusRequest{}),
-      make_case("status_reply", sample_status_reply()),
+      make_case("status_reply", sample_status_reply(), load_trailer_bytes(sample_status_reply().nodes.size())),
       make_case("ps_request", PsRequest{}),
-      make_case("ps_reply", sample_ps_reply()),
-      make_case("register_job", sample_register_job()),
-      make_case("register_job_reply", sample_register_job_reply()),
+      make_case("ps_reply", sample_ps_reply(), ps_trailer_bytes(sample_ps_reply())),
+      make_case("register_job", sample_register_job(), 1 + 4 + sample_register_job().placement.tag.size() + 8 + 4 + 1),
+      make_case("register_job_reply", sample_register_job_reply(), 4 + sample_register_job_reply().start_target.size()),
       make_case("error_reply", sample_error_reply()),
+      make_case("guests_request", GuestsRequest{}),
+      make_case("guests_reply", sample_guests_reply()),
+      make_case("node_command", sample_node_command()),
+      make_case("node_command_reply", sample_node_command_reply()),
   };
 }
 
@@ -280,6 +356,10 @@ std::vector<std::pair<Type, std::function<void(std::span<const std::byte>)>>> al
       {Type::register_job, [](auto b) { decode<RegisterJob>(b); }},
       {Type::register_job_reply, [](auto b) { decode<RegisterJobReply>(b); }},
       {Type::error_reply, [](auto b) { decode<ErrorReply>(b); }},
+      {Type::guests_request, [](auto b) { decode<GuestsRequest>(b); }},
+      {Type::guests_reply, [](auto b) { decode<GuestsReply>(b); }},
+      {Type::node_command, [](auto b) { decode<NodeCommand>(b); }},
+      {Type::node_command_reply, [](auto b) { decode<NodeCommandReply>(b); }},
   };
 }
 
@@ -390,20 +470,53 @@ TEST(Messages, EncodingStartsWithTheTagAndIsStable) {
   // between nodes of different builds.
   RegisterJobReply m;
   m.job = 0x0102030405060708ull;
-  EXPECT_EQ(encode(m), bytes_of({106, 0, 8, 7, 6, 5, 4, 3, 2, 1}));
+  EXPECT_EQ(encode(m), bytes_of({106, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0, 0, 0}));
   CtlHello h;
   EXPECT_EQ(encode(h), bytes_of({100, 0, 'R', 'O', 'A', 'M', 1, 0}));
 }
 
 TEST(Messages, EveryStrictPrefixOfEveryMessageIsRefused) {
+  // ... except exactly what an older sender, without the appended fields, sent.
   for (auto& c : all_cases()) {
     SCOPED_TRACE(c.name);
     for (size_t len = 0; len < c.encoded.size(); ++len) {
       SCOPED_TRACE(len);
       std::span<const std::byte> prefix(c.encoded.data(), len);
-      EXPECT_THROW(c.decode_and_check(prefix), wire::DecodeError);
+      if (c.older_size != 0 && len == c.older_size)
+        EXPECT_NO_THROW(c.decode_only(prefix));
+      else
+        EXPECT_THROW(c.decode_and_check(prefix), wire::DecodeError);
     }
   }
+}
+
+TEST(Messages, AnOlderSendersMessageDecodesWithTheDefaults) {
+  Gossip g = sample_gossip();
+  auto body = encode(g);
+  body.resize(body.size() - load_trailer_bytes(g.entries.size()));
+  Gossip got = decode<Gossip>(body);
+  ASSERT_EQ(got.entries.size(), g.entries.size());
+  EXPECT_EQ(got.entries[1].info.procs, g.entries[1].info.procs);
+  EXPECT_EQ(got.entries[1].info.guests, 0u);
+  EXPECT_EQ(got.entries[1].info.flags, 0u);
+
+  RegisterJob old;
+  old.command = "sleep 1";
+  wire::Writer w;
+  w.u16(static_cast<uint16_t>(Type::register_job));
+  w.str(old.command);
+  RegisterJob rj = decode<RegisterJob>(w.take());
+  EXPECT_EQ(rj.command, "sleep 1");
+  EXPECT_EQ(rj.placement.mobility, placement::Mobility::may_move);
+  EXPECT_TRUE(rj.placement.tag.empty());
+}
+
+TEST(Messages, ATrailingSectionOfTheWrongLengthIsRefused) {
+  Gossip g = sample_gossip();
+  auto body = encode(g);
+  size_t at = body.size() - load_trailer_bytes(g.entries.size());
+  body[at] = std::byte{2};  // 3 entries, a section claiming 2
+  EXPECT_THROW(decode<Gossip>(body), wire::DecodeError);
 }
 
 TEST(Messages, DecodingAsAnotherTypeIsRefused) {
@@ -539,8 +652,9 @@ TEST(Messages, StatusReplyWithABadBooleanIsRefused) {
   m.nodes.resize(1);
   m.nodes[0].tags.clear();
   auto body = encode(m);
-  // The node's three booleans follow its number, address and empty tag list.
-  size_t self_at = body.size() - (3 + 8 + 30);
+  // The node's three booleans follow its number, address and empty tag list
+  // (then its age, its load and the trailing section).
+  size_t self_at = body.size() - (3 + 8 + 30) - load_trailer_bytes(1);
   ASSERT_EQ(body[self_at], std::byte{1});
   body[self_at] = std::byte{2};
   EXPECT_THROW(decode<StatusReply>(body), wire::DecodeError);

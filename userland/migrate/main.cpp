@@ -1,6 +1,6 @@
 // migrate: move a running roam process to another node, or bring it home.
 //
-//   migrate PID NODE|home [--async]
+//   migrate PID NODE|home|best [--async]
 //
 // Asks this node's mosd, which checks the request and starts the process's
 // home agent; then asks that agent, which does the move and answers with
@@ -10,14 +10,9 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <chrono>
 #include <cstdio>
-#include <optional>
-#include <thread>
 
-#include "roam/control.hpp"
-#include "roam/error.hpp"
-#include "roam/mig_messages.hpp"
+#include "roam/migrate_client.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"migrate: move a running roam process to another node (MOSIX's migrate)"};
@@ -25,7 +20,7 @@ int main(int argc, char** argv) {
   std::string target;
   bool async = false;
   app.add_option("pid", pid, "the process (a roam job of this node)")->required();
-  app.add_option("target", target, "a node number, nodeN, or home")->required();
+  app.add_option("target", target, "a node number, nodeN, home, or best (the least-loaded node that fits the job)")->required();
   app.add_flag("--async", async, "return as soon as the move has started");
   try {
     app.parse(argc, argv);
@@ -35,52 +30,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
-    roam::msg::MigrateRequest req;
-    req.pid = pid;
-    req.target = target;
-    req.async = async;
-    // An agent that just brought its process home may end between mosd's
-    // answer and our request: then ask mosd again, which starts a new one.
-    for (int attempt = 0;; ++attempt) {
-      roam::msg::MigrateReply r;
-      {
-        roam::ControlClient mosd;
-        r = mosd.call<roam::msg::MigrateReply>(req);
-      }
-      if (r.agent_socket.empty()) {  // nothing to do
-        std::printf("%s\n", r.message.c_str());
-        return r.ok ? 0 : 1;
-      }
-      try {
-        // The agent may still be starting.
-        std::optional<roam::ControlClient> agent;
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-        for (;;) {
-          try {
-            agent.emplace(r.agent_socket);
-            break;
-          } catch (const roam::UserError&) {
-            if (std::chrono::steady_clock::now() > deadline)
-              throw roam::UserError("the process's migration agent did not start (see the mosd log)");
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-          }
-        }
-        req.node = r.node;
-        r = agent->call<roam::msg::MigrateReply>(req);
-      } catch (const std::exception& e) {
-        if (attempt < 5) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
-          continue;
-        }
-        throw;
-      }
-      if (!r.ok) {
-        std::fprintf(stderr, "migrate: %s\n", r.message.c_str());
-        return 1;
-      }
-      std::printf("%s\n", r.message.c_str());
-      return 0;
+    roam::MoveAnswer a = roam::request_move(pid, target, async);
+    if (!a.ok) {
+      std::fprintf(stderr, "migrate: %s\n", a.message.c_str());
+      return 1;
     }
+    std::printf("%s\n", a.message.c_str());
+    return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "migrate: %s\n", e.what());
     return 1;

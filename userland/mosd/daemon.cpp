@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "roam/control.hpp"
@@ -179,7 +180,12 @@ void Daemon::accept_migration() {
       socklen_t sl = sizeof ss;
       getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
       try {
-        pid_t agent = spawn_agent({"remote", "--fd", "3"}, conn.get());
+        std::vector<std::string> args = {"remote", "--fd", "3"};
+        if (no_guests_) {
+          args.push_back("--refuse");
+          args.push_back(fmt::format("node {} takes no guests (mosctl stay)", self_));
+        }
+        pid_t agent = spawn_agent(AgentKind::remote, args, conn.get());
         log_info("migration from {}: remote agent {}", describe(ss), agent);
       } catch (const std::exception& e) {
         log_warn("migration from {} refused: {}", describe(ss), e.what());
@@ -194,7 +200,7 @@ void Daemon::accept_migration() {
 // fork + exec of roam-agent (next to mosd) with the daemon's map, key and
 // node; `keep_fd` becomes its fd 3. The agent dies with mosd: a body must
 // not outlive its node's daemon, nor a deputy's server its home's.
-pid_t Daemon::spawn_agent(const std::vector<std::string>& args, int keep_fd) {
+pid_t Daemon::spawn_agent(AgentKind kind, const std::vector<std::string>& args, int keep_fd) {
   static constexpr size_t kMaxAgents = 1024;
   if (agents_.size() >= kMaxAgents) throw UserError(fmt::format("{} migration agents already run here", kMaxAgents));
   std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe").parent_path() / "roam-agent";
@@ -225,7 +231,7 @@ pid_t Daemon::spawn_agent(const std::vector<std::string>& args, int keep_fd) {
     ::execv(cargv[0], cargv.data());
     ::_exit(127);
   }
-  agents_.insert(pid);
+  agents_[pid] = kind;
   return pid;
 }
 
@@ -235,38 +241,104 @@ void Daemon::reap_agents() {
     pid_t pid = ::waitpid(-1, &status, WNOHANG);
     if (pid <= 0) return;
     agents_.erase(pid);
+    ::unlink((guest_dir() / std::to_string(pid)).c_str());  // an agent that could not remove it
     if (WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) > 1))
       log_warn("migration agent {} ended with status {:#x}", pid, status);
   }
 }
 
+uint32_t Daemon::parse_node(const std::string& t) const {
+  std::string digits = t.rfind("node", 0) == 0 ? t.substr(4) : t;
+  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9)
+    throw UserError(fmt::format("'{}' is not a node: give a number, nodeN, home or best", t));
+  uint32_t node = static_cast<uint32_t>(std::stoul(digits));
+  if (!cfg_.find(node)) throw UserError(fmt::format("node {} is not in the cluster map", node));
+  return node == self_ ? 0 : node;
+}
+
+bool Daemon::is_away(pid_t pid) const { return std::filesystem::exists(agent_dir() / fmt::format("{}.where", pid)); }
+
+uint32_t Daemon::count_away() const {
+  uint32_t n = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(agent_dir(), ec))
+    if (e.path().extension() == ".where") ++n;
+  return n;
+}
+
+std::vector<placement::NodeView> Daemon::node_views() {
+  std::vector<placement::NodeView> v;
+  int64_t now = now_ms();
+  for (uint32_t i = 0; i < cfg_.nodes.size(); ++i) {
+    placement::NodeView n;
+    n.node = cfg_.nodes[i].number;
+    n.self = i == self_index_;
+    n.tags = cfg_.nodes[i].tags;
+    n.up = n.self || (table_.known(i) && table_.up(i, now));
+    if (table_.known(i)) {
+      const msg::LoadInfo& info = table_.payload(i);
+      n.takes_guests = (info.flags & msg::kNodeNoGuests) == 0;
+      n.load = info.load;
+      n.ncpus = info.ncpus;
+      n.speed = info.speed;
+      n.free_mem = info.free_mem;
+    }
+    v.push_back(std::move(n));
+  }
+  return v;
+}
+
 msg::MigrateReply Daemon::migrate(const msg::MigrateRequest& req, uid_t peer_uid) {
   if (!jobs_) throw UserError(jobs_error_);
   if (req.pid <= 0) throw UserError(fmt::format("bad pid {}", req.pid));
-  bool ours = false;
-  for (const auto& p : jobs_->processes()) ours = ours || p.pid == req.pid;
-  if (!ours) throw UserError(fmt::format("process {} is not a roam job of node {} (start it with mosrun)", req.pid, self_));
+  std::optional<uint64_t> job;
+  for (const auto& p : jobs_->processes())
+    if (p.pid == req.pid) job = p.job;
+  if (!job) throw UserError(fmt::format("process {} is not a roam job of node {} (start it with mosrun)", req.pid, self_));
   struct stat st {};
   if (::stat(fmt::format("/proc/{}", req.pid).c_str(), &st) != 0)
     throw UserError(fmt::format("process {} is gone", req.pid));
   if (peer_uid != 0 && peer_uid != st.st_uid)
     throw UserError(fmt::format("process {} belongs to another user", req.pid));
 
+  const placement::Placement& want = placements_.of_job(*job);
+  auto sock = agent_dir() / fmt::format("{}.sock", req.pid);
+  bool away = std::filesystem::exists(sock);
+  uint32_t current = self_;
+  if (away) {
+    std::ifstream where(agent_dir() / fmt::format("{}.where", req.pid));
+    uint32_t n = 0;
+    if (where >> n && n != 0) current = n;
+  }
   msg::MigrateReply r;
   uint32_t node = 0;
+  placement::Reason why{placement::Why::user, {}};
   const std::string& t = req.target;
   if (t == "home") {
     node = 0;
+  } else if (!want.user_may_move()) {
+    throw UserError(fmt::format("process {} stays home (mosrun -h): it may not move", req.pid));
   } else {
-    std::string digits = t.rfind("node", 0) == 0 ? t.substr(4) : t;
-    if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9)
-      throw UserError(fmt::format("'{}' is not a node: give a number, nodeN, or home", t));
-    node = static_cast<uint32_t>(std::stoul(digits));
-    if (!cfg_.find(node)) throw UserError(fmt::format("node {} is not in the cluster map", node));
-    if (node == self_) node = 0;
+    auto views = node_views();
+    if (t == "best") {
+      std::string none;
+      auto best = placement::choose_best(want, views, current, &none);
+      if (!best) throw UserError(fmt::format("process {} has nowhere to go: {}", req.pid, none));
+      node = *best == self_ ? 0 : *best;
+      why = want.tag.empty() ? placement::Reason{placement::Why::best, {}}
+                             : placement::Reason{placement::Why::tag, want.tag};
+    } else {
+      node = parse_node(t);
+      if (node != 0) {
+        // The user named the node: its gossip may not have come yet, so
+        // only what is known refuses it (the connection tells the rest).
+        placement::NodeView view = views[static_cast<size_t>(cfg_.index_of(node))];
+        view.up = true;
+        if (std::string no = placement::unfit(want, view, current); !no.empty())
+          throw UserError(fmt::format("process {} may not go to node {}: {}", req.pid, node, no));
+      }
+    }
   }
-  auto sock = agent_dir() / fmt::format("{}.sock", req.pid);
-  bool away = std::filesystem::exists(sock);
   if (!away && node == 0) {
     r.ok = true;
     r.message = fmt::format("process {} is already at home (node {})", req.pid, self_);
@@ -277,11 +349,54 @@ msg::MigrateReply Daemon::migrate(const msg::MigrateRequest& req, uid_t peer_uid
       throw UserError(fmt::format("process {} cannot move: {}", req.pid, can.reason));
     std::filesystem::create_directories(agent_dir());
     ::unlink(sock.c_str());
-    spawn_agent({"home", "--pid", std::to_string(req.pid), "--socket", sock.string()}, -1);
+    spawn_agent(AgentKind::home, {"home", "--pid", std::to_string(req.pid), "--socket", sock.string()}, -1);
   }
+  if (node != 0 && node != current) placements_.moving(req.pid, placements_.take_reason(req.pid, node, why));
   r.ok = true;
   r.agent_socket = sock.string();
   r.node = node;
+  return r;
+}
+
+msg::NodeCommandReply Daemon::node_command(const msg::NodeCommand& req, uid_t peer_uid) {
+  if (peer_uid != 0) throw UserError(fmt::format("mosctl {} needs root", req.op));
+  msg::NodeCommandReply r;
+  if (req.op == "stay" || req.op == "nostay") {
+    no_guests_ = req.op == "stay";
+    sample();  // the flag goes out with the next gossip step
+    r.message = no_guests_ ? fmt::format("node {} takes no new guests ({} stay)", self_, guest_count_)
+                           : fmt::format("node {} takes guests again", self_);
+    log_info("{}", r.message);
+    return r;
+  }
+  if (req.op == "expel") {
+    // Each remote agent with a running body sends it home when signalled.
+    for (const auto& g : guests().guests)
+      if (::kill(g.agent, SIGUSR1) == 0) ++r.count;
+    r.message = fmt::format("node {}: {} guest{} sent home", self_, r.count, r.count == 1 ? "" : "s");
+    log_info("{}", r.message);
+    return r;
+  }
+  throw UserError(fmt::format("unknown node command '{}' (stay, nostay, expel)", req.op));
+}
+
+msg::GuestsReply Daemon::guests() {
+  msg::GuestsReply r;
+  r.self = self_;
+  for (const auto& [pid, kind] : agents_) {
+    if (kind != AgentKind::remote) continue;
+    std::ifstream in(guest_dir() / std::to_string(pid));
+    msg::GuestInfo g;
+    g.agent = pid;
+    if (!(in >> g.home >> g.home_pid >> g.body_pid)) continue;  // no body running yet
+    std::getline(in, g.command);
+    std::getline(in, g.command);
+    std::ifstream status(fmt::format("/proc/{}/status", g.body_pid));
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("VmRSS:", 0) == 0) g.rss = std::strtoull(line.c_str() + 6, nullptr, 10) * 1024;
+    r.guests.push_back(std::move(g));
+  }
   return r;
 }
 
@@ -351,9 +466,18 @@ void Daemon::schedule_sampling() {
 void Daemon::sample() {
   meter_.sample(count_runnable_tasks(), usable_cpus());
   reap_agents();
+  guest_count_ = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(guest_dir(), ec)) {
+    (void)e;
+    ++guest_count_;
+  }
+  proc_count_ = guest_count_;
   if (jobs_) {
-    proc_count_ = static_cast<uint32_t>(jobs_->count());
-    jobs_->sweep();
+    // This node's own processes that run here: the away ones' deputies do not.
+    uint32_t own = static_cast<uint32_t>(jobs_->count()), away = count_away();
+    proc_count_ += own > away ? own - away : 0;
+    if (jobs_->sweep() > 0) placements_.retain(jobs_->processes());
   }
   auto mem = memory_info();
   msg::LoadInfo info;
@@ -363,6 +487,8 @@ void Daemon::sample() {
   info.ncpus = static_cast<uint16_t>(usable_cpus());
   info.speed = cfg_.settings.speed;
   info.procs = proc_count_;
+  info.guests = guest_count_;
+  info.flags = no_guests_ ? msg::kNodeNoGuests : 0;
   table_.set_self(info, now_ms());
 }
 
@@ -495,19 +621,23 @@ msg::PsReply Daemon::ps() {
     i.where = self_;
     i.state = "home";
     i.command = p.command;
+    const placement::Placement& want = placements_.of_job(p.job);
+    i.placement = want.flags();
     // Where its agent says it is (written after every move).
     std::ifstream where(agent_dir() / fmt::format("{}.where", p.pid));
     uint32_t node = 0;
-    if (where >> node && node != 0 && node != self_) {
+    bool away = where >> node && node != 0 && node != self_;
+    i.reason = placements_.reason(p.job, p.pid, away).text();
+    if (away) {
       i.where = node;
       i.state = "away";
-      i.reason = "moved by the user";
       std::string command;
       std::getline(where, command);  // the rest of the first line
       if (std::getline(where, command) && !command.empty()) i.command = command;
-    } else {
-      auto can = image::migratable(p.pid);
-      i.reason = can ? "started here" : "cannot move: " + can.reason;
+    } else if (auto can = image::migratable(p.pid); !can) {
+      i.detail = "cannot move: " + can.reason;
+    } else if (!want.flags().empty()) {
+      i.detail = "mosrun " + want.flags();
     }
     i.rss = p.rss;
     r.procs.push_back(std::move(i));
@@ -515,12 +645,44 @@ msg::PsReply Daemon::ps() {
   return r;
 }
 
-uint64_t Daemon::register_job(pid_t pid, uid_t uid, const std::string& command) {
+msg::RegisterJobReply Daemon::register_job(pid_t pid, uid_t uid, const msg::RegisterJob& req) {
   if (!jobs_) throw UserError(jobs_error_);
   if (pid <= 0) throw UserError("cannot tell which process asked (no SO_PEERCRED pid)");
-  uint64_t id = jobs_->add(pid);
-  log_info("job {}: pid {} uid {}: {}", id, pid, uid, command);
-  return id;
+  const placement::Placement& want = req.placement;
+  msg::RegisterJobReply r;
+  if (!want.tag.empty()) {
+    bool anywhere = false;
+    for (const auto& n : cfg_.nodes) anywhere = anywhere || std::find(n.tags.begin(), n.tags.end(), want.tag) != n.tags.end();
+    if (!anywhere) throw UserError(fmt::format("no node of the cluster map has tag {}", want.tag));
+  }
+  auto views = node_views();
+  const placement::NodeView& here = views[self_index_];
+  std::optional<std::pair<uint32_t, placement::Reason>> start;
+  if (want.start_node != 0) {
+    if (!cfg_.find(want.start_node)) throw UserError(fmt::format("node {} is not in the cluster map", want.start_node));
+    placement::NodeView there = views[static_cast<size_t>(cfg_.index_of(want.start_node))];
+    there.up = true;  // as for migrate: the connection tells
+    if (std::string no = placement::unfit(want, there, 0); !no.empty())
+      throw UserError(fmt::format("cannot start at node {}: {}", want.start_node, no));
+    if (want.start_node != self_) start = {want.start_node, {placement::Why::user, {}}};
+  } else if (want.start_best || !placement::unfit(want, here, 0).empty()) {
+    // -b, or a home that lacks the job's tag or memory: the best node that
+    // fits, the job not being counted anywhere yet.
+    std::string none;
+    auto best = placement::choose_best(want, views, 0, &none);
+    if (!best) throw UserError(fmt::format("cannot start the job: {}", none));
+    if (*best != self_)
+      start = {*best, want.tag.empty() ? placement::Reason{placement::Why::best, {}}
+                                       : placement::Reason{placement::Why::tag, want.tag}};
+  }
+  r.job = jobs_->add(pid);
+  if (start) {
+    r.start_target = std::to_string(start->first);
+    placements_.starting(pid, start->first, start->second);
+  }
+  placements_.set_job(r.job, want);
+  log_info("job {}: pid {} uid {}{}{}: {}", r.job, pid, uid, want.flags().empty() ? "" : " ", want.flags(), req.command);
+  return r;
 }
 
 int Daemon::run() {

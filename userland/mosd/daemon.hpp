@@ -4,6 +4,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -16,9 +17,11 @@
 #include "roam/fd.hpp"
 #include "roam/gossip.hpp"
 #include "roam/home/jobs.hpp"
+#include "roam/home/placements.hpp"
 #include "roam/loop.hpp"
 #include "roam/messages.hpp"
 #include "roam/mig_messages.hpp"
+#include "roam/placement.hpp"
 #include "roam/secure_channel.hpp"
 #include "roam/sysinfo.hpp"
 #include "roam/wire.hpp"
@@ -119,10 +122,20 @@ class Daemon {
   void note_refusal(const std::string& remote, const std::string& why);
   msg::StatusReply status();
   msg::PsReply ps();
-  uint64_t register_job(pid_t pid, uid_t uid, const std::string& command);
-  // migrate PID TARGET: checks the request, starts the process's home agent
-  // if it has none, and says where that agent listens.
+  msg::GuestsReply guests();
+  // Registers the job with its placement; says where it goes once it runs.
+  msg::RegisterJobReply register_job(pid_t pid, uid_t uid, const msg::RegisterJob& req);
+  // migrate PID TARGET: checks the request (and the job's placement),
+  // starts the process's home agent if it has none, and says where that
+  // agent listens.
   msg::MigrateReply migrate(const msg::MigrateRequest& req, uid_t peer_uid);
+  // mosctl stay | nostay | expel.
+  msg::NodeCommandReply node_command(const msg::NodeCommand& req, uid_t peer_uid);
+
+  // For placement decisions (migrate best, mosrun -b, the policies): every
+  // node of the map as this node knows it now; its own entry is marked self.
+  std::vector<placement::NodeView> node_views();
+  const home::Placements& placements() const { return placements_; }
 
  private:
   uint32_t find_self(uint32_t requested) const;
@@ -130,9 +143,16 @@ class Daemon {
   void accept_peer();
   void listen_migration();
   void accept_migration();
-  pid_t spawn_agent(const std::vector<std::string>& args, int keep_fd);
+  enum class AgentKind { home, remote };
+  pid_t spawn_agent(AgentKind kind, const std::vector<std::string>& args, int keep_fd);
   void reap_agents();
   std::filesystem::path agent_dir() const { return opts_.state_dir / "agents"; }
+  // Remote agents write guests/AGENT_PID once their body runs.
+  std::filesystem::path guest_dir() const { return opts_.state_dir / "guests"; }
+  bool is_away(pid_t pid) const;
+  uint32_t count_away() const;
+  // The node a target names ("3", "node3"); 0 for this node. Throws UserError.
+  uint32_t parse_node(const std::string& target) const;
   void listen_control();
   void accept_control();
   void watch_signals();
@@ -156,7 +176,10 @@ class Daemon {
   std::optional<home::JobTracker> jobs_;
   std::string jobs_error_;
   FileDesc peer_listener_, control_listener_, migration_listener_, signal_fd_;
-  std::set<pid_t> agents_;  // our children: home and remote migration agents
+  std::map<pid_t, AgentKind> agents_;  // our children: home and remote migration agents
+  home::Placements placements_;
+  bool no_guests_ = false;  // mosctl stay
+  uint32_t guest_count_ = 0;
   std::vector<std::shared_ptr<PeerLink>> outgoing_;  // by node index
   std::set<std::shared_ptr<FramedLink>> links_;      // incoming peers and tools
   std::mt19937_64 rng_;

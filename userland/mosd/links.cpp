@@ -195,10 +195,22 @@ void ControlLink::on_frame(std::vector<std::byte>& body) {
     case msg::Type::ps_request:
       send_frame(msg::encode(d_.ps()));
       return;
+    case msg::Type::guests_request:
+      send_frame(msg::encode(d_.guests()));
+      return;
+    case msg::Type::node_command: {
+      auto req = msg::decode<msg::NodeCommand>(body);
+      try {
+        send_frame(msg::encode(d_.node_command(req, peer_uid_)));
+      } catch (const std::exception& e) {
+        reply_error(e.what());
+      }
+      return;
+    }
     case msg::Type::register_job: {
       auto req = msg::decode<msg::RegisterJob>(body);
       try {
-        send_frame(msg::encode(msg::RegisterJobReply{d_.register_job(peer_pid_, peer_uid_, req.command)}));
+        send_frame(msg::encode(d_.register_job(peer_pid_, peer_uid_, req)));
       } catch (const std::exception& e) {
         reply_error(e.what());
       }

@@ -24,20 +24,23 @@ std::vector<std::string> render(const StatusReply& r) {
   std::vector<std::string> lines;
   lines.push_back(fmt::format("roam cluster as seen from node{} ({}): gossip every {} ms, window {}, down after {} steps",
                               r.self, r.hostname, r.step_ms, r.window, r.down_after_steps));
-  lines.push_back(fmt::format("{:<8} {:<16} {:<6} {:>6} {:>4} {:>9} {:>9} {:>5} {:>9}  {}", "NODE", "ADDRESS", "STATUS",
-                              "LOAD", "CPUS", "FREE", "TOTAL", "PROCS", "AGE", "TAGS"));
+  lines.push_back(fmt::format("{:<8} {:<16} {:<9} {:>6} {:>4} {:>9} {:>9} {:>5} {:>6} {:>9}  {}", "NODE", "ADDRESS",
+                              "STATUS", "LOAD", "CPUS", "FREE", "TOTAL", "PROCS", "GUESTS", "AGE", "TAGS"));
   for (auto& n : r.nodes) {
     std::string tags;
     for (auto& t : n.tags) tags += (tags.empty() ? "" : ",") + t;
     std::string status = n.self ? "self" : !n.known ? "?" : n.up ? "up" : "down";
+    if (n.known && (n.info.flags & roam::msg::kNodeNoGuests)) status += ",stay";  // mosctl stay
     if (!n.known) {
-      lines.push_back(fmt::format("{:<8} {:<16} {:<6} {:>6} {:>4} {:>9} {:>9} {:>5} {:>9}  {}", fmt::format("node{}", n.node),
-                                  n.address, status, "-", "-", "-", "-", "-", "never", tags));
+      lines.push_back(fmt::format("{:<8} {:<16} {:<9} {:>6} {:>4} {:>9} {:>9} {:>5} {:>6} {:>9}  {}",
+                                  fmt::format("node{}", n.node), n.address, status, "-", "-", "-", "-", "-", "-", "never",
+                                  tags));
       continue;
     }
-    lines.push_back(fmt::format("{:<8} {:<16} {:<6} {:>6.2f} {:>4} {:>9} {:>9} {:>5} {:>8.1f}s  {}", fmt::format("node{}", n.node),
-                                n.address, status, n.info.load / 100.0, n.info.ncpus, mib(n.info.free_mem),
-                                mib(n.info.total_mem), n.info.procs, n.age_ms / 1000.0, tags));
+    lines.push_back(fmt::format("{:<8} {:<16} {:<9} {:>6.2f} {:>4} {:>9} {:>9} {:>5} {:>6} {:>8.1f}s  {}",
+                                fmt::format("node{}", n.node), n.address, status, n.info.load / 100.0, n.info.ncpus,
+                                mib(n.info.free_mem), mib(n.info.total_mem), n.info.procs, n.info.guests,
+                                n.age_ms / 1000.0, tags));
   }
   return lines;
 }
@@ -55,6 +58,8 @@ nlohmann::json to_json(const StatusReply& r) {
       j["ncpus"] = n.info.ncpus;
       j["speed"] = n.info.speed;
       j["procs"] = n.info.procs;
+      j["guests"] = n.info.guests;
+      j["takes_guests"] = (n.info.flags & roam::msg::kNodeNoGuests) == 0;
     }
     nodes.push_back(j);
   }

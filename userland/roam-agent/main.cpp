@@ -27,6 +27,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 
 #include "roam/channel.hpp"
 #include "roam/config.hpp"
@@ -248,7 +249,45 @@ class HomeSide {
   std::string command_;
 };
 
-int run_remote(const Common& c, int fd) {
+// mosctl expel: mosd signals SIGUSR1 to the remote agents; the body goes home.
+volatile sig_atomic_t g_expelled = 0;
+void on_expel(int) { g_expelled = 1; }
+
+// What mosd lists as this node's guest (mosps --guests): written once the
+// body runs, as "HOME_NODE HOME_PID BODY_PID" and the command line.
+class GuestRecord {
+ public:
+  GuestRecord(const fs::path& state_dir) : path_(state_dir / "guests" / std::to_string(::getpid())) {}
+  ~GuestRecord() { ::unlink(path_.c_str()); }
+  void write(uint32_t home, pid_t body) {
+    // Its pid at home is its pid in its own namespace (NSpid's last field).
+    std::ifstream status(fmt::format("/proc/{}/status", body));
+    std::string line;
+    pid_t home_pid = 0;
+    while (std::getline(status, line))
+      if (line.rfind("NSpid:", 0) == 0) {
+        std::istringstream in(line.substr(6));
+        for (pid_t p; in >> p;) home_pid = p;
+      }
+    std::ifstream cmdline(fmt::format("/proc/{}/cmdline", body));
+    std::string command, arg;
+    while (std::getline(cmdline, arg, '\0')) command += (command.empty() ? "" : " ") + arg;
+    std::error_code ec;
+    fs::create_directories(path_.parent_path(), ec);
+    fs::path tmp = path_;
+    tmp += ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << home << " " << home_pid << " " << body << "\n" << command << "\n";
+    }
+    fs::rename(tmp, path_, ec);
+  }
+
+ private:
+  fs::path path_;
+};
+
+int run_remote(const Common& c, int fd, const std::string& refuse) {
   ClusterConfig cfg = load_cluster_config(c.config);
   ClusterKey key = load_cluster_key(c.key);
   uint32_t peer = 0;
@@ -287,7 +326,21 @@ int run_remote(const Common& c, int fd) {
   o.link_timeout = std::chrono::milliseconds(cfg.settings.link_timeout_ms);
   for (const std::string& tag : cfg.find(c.node)->tags)
     if (tag.rfind("cpu-lacks:", 0) == 0) o.withheld_cpu_features.push_back(tag.substr(10));
-  o.on_ready = [&](pid_t body) { log_info("body {} from node {} restored", body, peer); };
+  o.refuse = refuse;
+  GuestRecord guest(c.state_dir);
+  o.on_ready = [&](pid_t body) {
+    log_info("body {} from node {} restored", body, peer);
+    // Only now: the body and its namespace's init, forked from this
+    // process, must not inherit the handler. mosd signals only agents
+    // whose guest record exists.
+    struct sigaction sa {};
+    sa.sa_handler = on_expel;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGUSR1, &sa, nullptr);
+    guest.write(peer, body);
+  };
+  o.expelled = [] { return g_expelled != 0; };
   mig::BodyOutcome out = mig::serve_body(std::move(ch), o);
   for (const auto& l : out.log) log_info("{}", l);
   if (out.end == mig::BodyOutcome::End::refused) {
@@ -307,6 +360,7 @@ int main(int argc, char** argv) {
   pid_t pid = 0;
   std::string socket;
   int fd = 3;
+  std::string refuse;
   for (CLI::App* sub : {app.add_subcommand("home", "serve one process of this node"),
                         app.add_subcommand("remote", "receive and serve one process from another node")}) {
     sub->add_option("--config", c.config, "cluster map")->required();
@@ -317,6 +371,7 @@ int main(int argc, char** argv) {
   app.get_subcommand("home")->add_option("--pid", pid, "the process")->required();
   app.get_subcommand("home")->add_option("--socket", socket, "where `migrate` finds this agent")->required();
   app.get_subcommand("remote")->add_option("--fd", fd, "the accepted connection");
+  app.get_subcommand("remote")->add_option("--refuse", refuse, "refuse the process with this reason (mosctl stay)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -331,7 +386,7 @@ int main(int argc, char** argv) {
       return HomeSide(c, pid, socket).run();
     }
     set_log_tag(fmt::format("roam-agent/node{}", c.node));
-    return run_remote(c, fd);
+    return run_remote(c, fd, refuse);
   } catch (const std::exception& e) {
     log_error("{}", e.what());
     return 1;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "roam/placement.hpp"
 #include "roam/wire.hpp"
 
 namespace roam::msg {
@@ -30,6 +31,10 @@ enum class Type : uint16_t {
   error_reply = 107,
   migrate_request = 108,
   migrate_reply = 109,
+  guests_request = 110,
+  guests_reply = 111,
+  node_command = 112,
+  node_command_reply = 113,
   // home agent <-> remote agent (one migration connection per moved process;
   // see mig_messages.hpp)
   mig_offer = 200,
@@ -86,8 +91,13 @@ struct LoadInfo {
   uint64_t total_mem = 0;  // bytes
   uint16_t ncpus = 0;
   uint32_t speed = 0;
-  uint32_t procs = 0;      // roam processes at this node
+  uint32_t procs = 0;      // roam processes running at this node (its own at home, and guests)
+  // Appended (sent in a trailing section of the message that holds them):
+  uint32_t guests = 0;     // bodies of other nodes' processes running here
+  uint32_t flags = 0;      // kNode* bits
 };
+
+inline constexpr uint32_t kNodeNoGuests = 1u << 0;  // `mosctl stay`: takes no new guests
 
 struct GossipEntry {
   uint32_t node = 0;    // node number (not index)
@@ -146,8 +156,11 @@ struct ProcInfo {
   uint32_t where = 0;
   std::string state;    // roam state: home, away, moving
   std::string command;
-  std::string reason;   // why it is where it is
+  std::string reason;   // why it is where it is: home, user, pinned, tag:T, best, policy:P
   uint64_t rss = 0;     // bytes
+  // Appended (trailing section of PsReply):
+  std::string detail;     // more about the reason ("cannot move: ...", "mosrun -h")
+  std::string placement;  // the job's mosrun placement flags ("-L -t gpu")
 };
 
 struct PsReply {
@@ -161,11 +174,47 @@ struct PsReply {
 struct RegisterJob {
   static constexpr Type kType = Type::register_job;
   std::string command;
+  placement::Placement placement;  // appended; absent: the defaults
 };
 
 struct RegisterJobReply {
   static constexpr Type kType = Type::register_job_reply;
   uint64_t job = 0;
+  // Appended: where the job goes once it runs ("" stays home; a node
+  // number, or "best"), sent by mosrun as a `migrate` target after exec.
+  std::string start_target;
+};
+
+// mosps --guests: the bodies of other nodes' processes running here.
+struct GuestsRequest {
+  static constexpr Type kType = Type::guests_request;
+};
+
+struct GuestInfo {
+  int32_t agent = 0;      // the remote agent serving it (mosd's child)
+  uint32_t home = 0;      // its home node
+  int32_t home_pid = 0;   // its pid there
+  int32_t body_pid = 0;   // its body's pid at this node
+  std::string command;
+  uint64_t rss = 0;       // the body's, bytes
+};
+
+struct GuestsReply {
+  static constexpr Type kType = Type::guests_reply;
+  uint32_t self = 0;
+  std::vector<GuestInfo> guests;
+};
+
+// mosctl stay | nostay | expel (root only).
+struct NodeCommand {
+  static constexpr Type kType = Type::node_command;
+  std::string op;
+};
+
+struct NodeCommandReply {
+  static constexpr Type kType = Type::node_command_reply;
+  std::string message;  // one line: what was done
+  uint32_t count = 0;   // expel: guests told to go home
 };
 
 struct ErrorReply {
@@ -185,6 +234,10 @@ void encode_fields(wire::Writer& w, const PsReply& m);
 void encode_fields(wire::Writer& w, const RegisterJob& m);
 void encode_fields(wire::Writer& w, const RegisterJobReply& m);
 void encode_fields(wire::Writer& w, const ErrorReply& m);
+void encode_fields(wire::Writer& w, const GuestsRequest& m);
+void encode_fields(wire::Writer& w, const GuestsReply& m);
+void encode_fields(wire::Writer& w, const NodeCommand& m);
+void encode_fields(wire::Writer& w, const NodeCommandReply& m);
 
 void decode_fields(wire::Reader& r, Hello& m);
 void decode_fields(wire::Reader& r, Auth& m);
@@ -197,6 +250,10 @@ void decode_fields(wire::Reader& r, PsReply& m);
 void decode_fields(wire::Reader& r, RegisterJob& m);
 void decode_fields(wire::Reader& r, RegisterJobReply& m);
 void decode_fields(wire::Reader& r, ErrorReply& m);
+void decode_fields(wire::Reader& r, GuestsRequest& m);
+void decode_fields(wire::Reader& r, GuestsReply& m);
+void decode_fields(wire::Reader& r, NodeCommand& m);
+void decode_fields(wire::Reader& r, NodeCommandReply& m);
 
 template <typename M>
 std::vector<std::byte> encode(const M& m) {

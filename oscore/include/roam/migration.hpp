@@ -105,6 +105,12 @@ struct BodyOptions {
   std::vector<std::string> withheld_cpu_features;
   // Called once the body is restored, with its pid, before it runs.
   std::function<void(pid_t)> on_ready;
+  // Non-empty: every process is refused with this reason (`mosctl stay`).
+  std::string refuse;
+  // Looked at while serving (at least every 20 ms, and when a signal
+  // interrupts the wait): true sends the body home (`mosctl expel`). A
+  // forwarded call waiting at home is cancelled and re-issued there.
+  std::function<bool()> expelled;
 };
 
 struct BodyOutcome {
