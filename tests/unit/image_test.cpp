@@ -1083,6 +1083,39 @@ TEST(Codec, StreamsInArbitraryPieces) {
   }
 }
 
+TEST(Codec, StreamsFromLentBuffersThatAreReusedAtOnce) {
+  // As the receiver of a migration feeds it: feed_view() on the channel's
+  // buffer, which the next frame overwrites as soon as next() wants more.
+  Bytes s = encode(sample_image());
+  std::mt19937 rng(11);
+  for (int round = 0; round < 20; ++round) {
+    ImageDecoder dec;
+    std::vector<PageData> got;
+    bool header = false, end = false;
+    Bytes lent;
+    for (size_t at = 0; at < s.size();) {
+      size_t n = std::min<size_t>(s.size() - at, round == 0 ? 1 : 1 + rng() % 5000);
+      lent.assign(s.begin() + static_cast<ptrdiff_t>(at), s.begin() + static_cast<ptrdiff_t>(at + n));
+      dec.feed_view(lent);
+      at += n;
+      while (auto ev = dec.next()) {
+        if (ev->type == ImageDecoder::Event::Type::header) {
+          header = true;
+        } else if (ev->type == ImageDecoder::Event::Type::pages) {
+          got.push_back({ev->addr, Bytes(ev->data.begin(), ev->data.end())});
+        } else {
+          end = true;
+        }
+      }
+      std::fill(lent.begin(), lent.end(), std::byte{0xEE});  // the buffer is reused
+    }
+    EXPECT_TRUE(header && end && dec.finished()) << "round " << round;
+    ProcessImage whole = dec.take_header();
+    whole.pages = got;
+    EXPECT_EQ(whole, sample_image()) << "round " << round;
+  }
+}
+
 TEST(Codec, RejectsEveryTruncation) {
   Bytes s = encode(sample_image());
   for (size_t n = 0; n < s.size(); ++n) {

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -708,6 +710,58 @@ TEST(FrameAssembler, SplitsSeveralFramesFromOneFeed) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0], encode(sample_ps_reply()));
   decode<PsReply>(got[0]);
+}
+
+TEST(FrameAssembler, ReadsIntoItsOwnSpaceAndLendsFrames) {
+  // As a Channel receives: reads land in space(), frames are popped as
+  // views; a big frame gets room for all of it once its header came.
+  Bytes big(300000);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 7);
+  auto small = encode(sample_gossip());
+  auto stream = concat(concat(wire::frame(small), wire::frame(big)), wire::frame(small));
+  std::mt19937 rng(5);
+  for (int round = 0; round < 10; ++round) {
+    wire::FrameAssembler fa(1 << 20);
+    std::vector<Bytes> got;
+    for (size_t at = 0; at < stream.size();) {
+      auto room = fa.space(4096);
+      ASSERT_GE(room.size(), 4096u);
+      if (fa.missing() > 0) {
+        EXPECT_GE(room.size(), fa.missing()) << "no room for the rest of the frame";
+      }
+      size_t n = std::min({room.size(), stream.size() - at, size_t{1} + rng() % 70000});
+      std::memcpy(room.data(), stream.data() + at, n);
+      fa.commit(n);
+      at += n;
+      std::span<std::byte> view;
+      bool flagged = true;
+      while (fa.pop_view(view, &flagged)) {
+        EXPECT_FALSE(flagged);
+        got.emplace_back(view.begin(), view.end());
+      }
+    }
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[0], small);
+    EXPECT_EQ(got[1], big);
+    EXPECT_EQ(got[2], small);
+    EXPECT_EQ(fa.buffered(), 0u);
+    EXPECT_EQ(fa.missing(), 0u);
+  }
+}
+
+TEST(FrameAssembler, FlaggedFramesAreOversizedToAReaderThatDoesNotExpectThem) {
+  Bytes f = wire::frame(encode(sample_gossip()));
+  f[3] |= std::byte{0x80};  // the little-endian length's top bit: a bulk frame
+  wire::FrameAssembler fa;
+  fa.feed(f);
+  Bytes body;
+  EXPECT_THROW(fa.pop(body), wire::DecodeError);
+  wire::FrameAssembler fb;
+  fb.feed(f);
+  bool flagged = false;
+  ASSERT_TRUE(fb.pop(body, flagged));
+  EXPECT_TRUE(flagged);
+  EXPECT_EQ(body, encode(sample_gossip()));
 }
 
 TEST(FrameAssembler, ZeroLengthFrameIsRefused) {
