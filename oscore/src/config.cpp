@@ -30,6 +30,13 @@ std::string trim(std::string s) {
   return s;
 }
 
+bool parse_bool(const std::string& v, bool& out) {
+  if (v == "true") out = true;
+  else if (v == "false") out = false;
+  else return false;
+  return true;
+}
+
 template <typename T>
 bool parse_uint(const std::string& s, T& out, T min, T max) {
   uint64_t v = 0;
@@ -88,12 +95,21 @@ const std::vector<SettingRule>& setting_rules() {
       {"node.speed", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.speed, 1, 1000000); }, "an integer 1..1000000"},
       {"net.connect_timeout_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.connect_timeout_ms, 10, 600000); }, "an integer 10..600000"},
       {"migrate.link_timeout_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.link_timeout_ms, 100, 3600000); }, "an integer 100..3600000"},
-      {"migrate.seal_pages", [](Settings& s, const std::string& v) {
-         if (v == "true") s.seal_pages = true;
-         else if (v == "false") s.seal_pages = false;
-         else return false;
-         return true; }, "true or false"},
+      {"migrate.seal_pages", [](Settings& s, const std::string& v) { return parse_bool(v, s.seal_pages); }, "true or false"},
       {"net.max_frame", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.max_frame, 4096, 1u << 30); }, "an integer 4096..1073741824"},
+      {"policy.balance", [](Settings& s, const std::string& v) { return parse_bool(v, s.policy.balance); }, "true or false"},
+      {"policy.usher", [](Settings& s, const std::string& v) { return parse_bool(v, s.policy.usher); }, "true or false"},
+      {"policy.step_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.step_ms, 50, 3600000); }, "an integer 50..3600000"},
+      {"policy.balance_margin", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.balance_margin, 1, 100000); }, "an integer 1..100000 (100 = one process per CPU)"},
+      {"policy.usher_free_mb", [](Settings& s, const std::string& v) {
+         uint32_t mb = 0;
+         if (!parse_uint<uint32_t>(v, mb, 0, 1u << 24)) return false;
+         s.policy.usher_free_bytes = uint64_t{mb} << 20;
+         return true; }, "an integer 0..16777216 (0: 5% of the node's memory)"},
+      {"policy.cooldown_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.cooldown_ms, 0, 86400000); }, "an integer 0..86400000"},
+      {"policy.move_cost_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.move_cost_ms, 0, 600000); }, "an integer 0..600000"},
+      {"policy.io_home_calls_per_s", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.io_home_calls_per_s, 0, 100000000); }, "an integer 0..100000000 (0: off)"},
+      {"policy.settle_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.settle_ms, 0, 600000); }, "an integer 0..600000"},
   };
   return rules;
 }

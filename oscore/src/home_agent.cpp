@@ -222,6 +222,10 @@ class HomeAgent::Impl {
       ch_.send_msg(msg::Keepalive{});
       last_sent_ = now;
     }
+    if (o_.on_tick && now - last_tick_ >= std::chrono::seconds(1)) {
+      last_tick_ = now;
+      o_.on_tick(calls_served_);
+    }
     if (waiting_fd >= 0 && come_home_sent_) return Wait::cancelled;
     if (waiting_fd >= 0 && p[3].revents != 0) return Wait::ready;
     return std::nullopt;
@@ -264,6 +268,7 @@ class HomeAgent::Impl {
 
   msg::FwdResult execute(const msg::FwdCall& c) {
     ++out_.served[syscall_name(c.nr)];
+    ++calls_served_;
     msg::FwdResult r;
     r.seq = c.seq;
     const auto& a = c.args;
@@ -718,6 +723,8 @@ class HomeAgent::Impl {
   std::map<uint64_t, uint64_t> mirror_;      // mirrored page ranges in the deputy
   uint64_t mirrored_ = 0;
   uint64_t scratch_ = 0;  // a page of the deputy's for injected calls' arguments
+  uint64_t calls_served_ = 0;
+  Clock::time_point last_tick_{};
   int deputy_cpu_ = -1;   // the CPU the deputy is pinned to (follow_agent_cpu)
   cpu_set_t own_affinity_{};  // the process's own, put back when it comes home
   std::deque<std::vector<std::byte>> pending_;

@@ -207,6 +207,7 @@ void encode_fields(wire::Writer& w, const StatusReply& m) {
     put(w, n.info);
   }
   put_trailer(w, m.nodes, [](wire::Writer& b, const NodeStatus& n) { put_ext(b, n.info); });
+  w.str(m.policy);
 }
 void decode_fields(wire::Reader& r, StatusReply& m) {
   m.self = r.u32();
@@ -231,6 +232,7 @@ void decode_fields(wire::Reader& r, StatusReply& m) {
     get(r, n.info);
   }
   get_trailer(r, m.nodes, [](wire::Reader& b, NodeStatus& n) { get_ext(b, n.info); });
+  if (r.remaining() > 0) m.policy = r.str(1024);  // from a sender that predates it: none
 }
 
 void encode_fields(wire::Writer& w, const PsReply& m) {

@@ -85,6 +85,7 @@ StatusReply sample_status_reply() {
   m.gossip_sent = 1'000'000'007;
   m.gossip_received = 0xffff'ffff'ffffull;
   m.rejected = 17;
+  m.policy = "balance on, usher on (< 5% free), io-home >= 2000 calls/s; 3 moves made (2 load, 1 memory)";
   NodeStatus a;
   a.node = 4;
   a.address = "10.0.0.4:4660";
@@ -225,6 +226,7 @@ void expect_same(const StatusReply& a, const StatusReply& b) {
   EXPECT_EQ(a.gossip_sent, b.gossip_sent);
   EXPECT_EQ(a.gossip_received, b.gossip_received);
   EXPECT_EQ(a.rejected, b.rejected);
+  EXPECT_EQ(a.policy, b.policy);
   ASSERT_EQ(a.nodes.size(), b.nodes.size());
   for (size_t i = 0; i < a.nodes.size(); ++i) {
     SCOPED_TRACE(i);
@@ -297,16 +299,22 @@ struct Case {
   Type type;
   Bytes encoded;
   std::function<void(std::span<const std::byte>)> decode_and_check;  // decodes as its own type
-  // Where an older sender's encoding ended, before fields appended later
-  // (0: nothing appended): that prefix decodes, with the defaults.
-  size_t older_size = 0;
+  // Where older senders' encodings ended, before fields appended later
+  // (none: nothing appended): those prefixes decode, with the defaults.
+  std::vector<size_t> older_sizes;
   std::function<void(std::span<const std::byte>)> decode_only;
 };
 
+// appended: the bytes of each appended section, newest last.
 template <typename M>
-Case make_case(const char* name, const M& sample, size_t appended_bytes = 0) {
+Case make_case(const char* name, const M& sample, std::initializer_list<size_t> appended = {}) {
   Bytes encoded = encode(sample);
-  size_t older = appended_bytes ? encoded.size() - appended_bytes : 0;
+  std::vector<size_t> older;
+  size_t end = encoded.size();
+  for (auto it = std::rbegin(appended); it != std::rend(appended); ++it) {
+    end -= *it;
+    older.push_back(end);
+  }
   return {name, M::kType, encoded,
           [sample](std::span<const std::byte> body) {
             M got = decode<M>(body);
@@ -328,14 +336,15 @@ std::vector<Case> all_cases() {
   return {
       make_case("hello", sample_hello()),
       make_case("auth", sample_auth()),
-      make_case("gossip", sample_gossip(), load_trailer_bytes(sample_gossip().entries.size())),
+      make_case("gossip", sample_gossip(), {load_trailer_bytes(sample_gossip().entries.size())}),
       make_case("ctl_hello", sample_ctl_hello()),
       make_case("status_request", StatusRequest{}),
-      make_case("status_reply", sample_status_reply(), load_trailer_bytes(sample_status_reply().nodes.size())),
+      make_case("status_reply", sample_status_reply(),
+                {load_trailer_bytes(sample_status_reply().nodes.size()), 4 + sample_status_reply().policy.size()}),
       make_case("ps_request", PsRequest{}),
-      make_case("ps_reply", sample_ps_reply(), ps_trailer_bytes(sample_ps_reply())),
-      make_case("register_job", sample_register_job(), 1 + 4 + sample_register_job().placement.tag.size() + 8 + 4 + 1),
-      make_case("register_job_reply", sample_register_job_reply(), 4 + sample_register_job_reply().start_target.size()),
+      make_case("ps_reply", sample_ps_reply(), {ps_trailer_bytes(sample_ps_reply())}),
+      make_case("register_job", sample_register_job(), {1 + 4 + sample_register_job().placement.tag.size() + 8 + 4 + 1}),
+      make_case("register_job_reply", sample_register_job_reply(), {4 + sample_register_job_reply().start_target.size()}),
       make_case("error_reply", sample_error_reply()),
       make_case("guests_request", GuestsRequest{}),
       make_case("guests_reply", sample_guests_reply()),
@@ -484,7 +493,7 @@ TEST(Messages, EveryStrictPrefixOfEveryMessageIsRefused) {
     for (size_t len = 0; len < c.encoded.size(); ++len) {
       SCOPED_TRACE(len);
       std::span<const std::byte> prefix(c.encoded.data(), len);
-      if (c.older_size != 0 && len == c.older_size)
+      if (std::find(c.older_sizes.begin(), c.older_sizes.end(), len) != c.older_sizes.end())
         EXPECT_NO_THROW(c.decode_only(prefix));
       else
         EXPECT_THROW(c.decode_and_check(prefix), wire::DecodeError);
@@ -656,7 +665,7 @@ TEST(Messages, StatusReplyWithABadBooleanIsRefused) {
   auto body = encode(m);
   // The node's three booleans follow its number, address and empty tag list
   // (then its age, its load and the trailing section).
-  size_t self_at = body.size() - (3 + 8 + 30) - load_trailer_bytes(1);
+  size_t self_at = body.size() - (3 + 8 + 30) - load_trailer_bytes(1) - 4 - m.policy.size();
   ASSERT_EQ(body[self_at], std::byte{1});
   body[self_at] = std::byte{2};
   EXPECT_THROW(decode<StatusReply>(body), wire::DecodeError);

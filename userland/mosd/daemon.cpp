@@ -282,6 +282,7 @@ std::vector<placement::NodeView> Daemon::node_views() {
       n.ncpus = info.ncpus;
       n.speed = info.speed;
       n.free_mem = info.free_mem;
+      n.total_mem = info.total_mem;
     }
     v.push_back(std::move(n));
   }
@@ -592,6 +593,7 @@ msg::StatusReply Daemon::status() {
   r.gossip_sent = gossip_sent_;
   r.gossip_received = gossip_received_;
   r.rejected = refused_;
+  r.policy = policy_summary();
   for (uint32_t i = 0; i < cfg_.nodes.size(); ++i) {
     msg::NodeStatus n;
     n.node = cfg_.nodes[i].number;
@@ -701,6 +703,8 @@ int Daemon::run() {
            cfg_.settings.gossip_window);
   schedule_sampling();
   schedule_gossip();
+  engine_.emplace(cfg_.settings.policy);
+  schedule_policy();
   loop_.run();
   ::unlink((opts_.state_dir / "mosd.sock").c_str());
   ::unlink((opts_.state_dir / "mosd.pid").c_str());

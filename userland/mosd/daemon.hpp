@@ -22,6 +22,7 @@
 #include "roam/messages.hpp"
 #include "roam/mig_messages.hpp"
 #include "roam/placement.hpp"
+#include "roam/policy.hpp"
 #include "roam/secure_channel.hpp"
 #include "roam/sysinfo.hpp"
 #include "roam/wire.hpp"
@@ -163,6 +164,34 @@ class Daemon {
   void sample();
   std::shared_ptr<PeerLink> outgoing_link(uint32_t index);
   int64_t now_ms() const;
+  // The automatic policies (policy_step.cpp).
+  void schedule_policy();
+  void policy_step();
+  void read_move_rate();
+  void start_policy_move(const policy::Decision& d, int64_t now);
+
+ public:
+  // One line: the policies' settings and the moves they made.
+  std::string policy_summary() const;
+
+ private:
+  // What the policy step remembers of a process between steps.
+  struct Tracked {
+    int64_t at_ms = 0;          // when last measured
+    uint64_t sched_ns = 0;      // ran + waited to run, at home
+    uint64_t calls = 0;         // read/write calls, at home
+    uint64_t away_calls = 0;    // calls its home agent served, away
+    uint32_t io_high = 0;       // steps in a row above the I/O threshold
+    uint32_t node = 0;          // where it was
+    int64_t last_move_ms = -1;  // when it last moved
+    int64_t unmovable_until = 0;
+  };
+  static constexpr double kAssumedMoveRate = 200e6;  // bytes/s until a move was measured
+  std::optional<policy::Engine> engine_;
+  std::map<pid_t, Tracked> tracked_;
+  double move_rate_ = 0;
+  std::pair<uint64_t, uint64_t> last_move_seen_{};
+  std::map<std::string, uint64_t> policy_moves_;
 
   Options opts_;
   ClusterConfig cfg_;

@@ -24,6 +24,7 @@ std::vector<std::string> render(const StatusReply& r) {
   std::vector<std::string> lines;
   lines.push_back(fmt::format("roam cluster as seen from node{} ({}): gossip every {} ms, window {}, down after {} steps",
                               r.self, r.hostname, r.step_ms, r.window, r.down_after_steps));
+  if (!r.policy.empty()) lines.push_back("policies: " + r.policy);
   lines.push_back(fmt::format("{:<8} {:<16} {:<9} {:>6} {:>4} {:>9} {:>9} {:>5} {:>6} {:>9}  {}", "NODE", "ADDRESS",
                               "STATUS", "LOAD", "CPUS", "FREE", "TOTAL", "PROCS", "GUESTS", "AGE", "TAGS"));
   for (auto& n : r.nodes) {
@@ -65,7 +66,7 @@ nlohmann::json to_json(const StatusReply& r) {
   }
   return {{"self", r.self}, {"hostname", r.hostname}, {"step_ms", r.step_ms}, {"window", r.window},
           {"down_after_steps", r.down_after_steps}, {"uptime_ms", r.uptime_ms}, {"gossip_sent", r.gossip_sent},
-          {"gossip_received", r.gossip_received}, {"refused", r.rejected}, {"nodes", nodes}};
+          {"gossip_received", r.gossip_received}, {"refused", r.rejected}, {"policy", r.policy}, {"nodes", nodes}};
 }
 
 int live(unsigned interval_ms) {

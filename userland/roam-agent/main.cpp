@@ -68,8 +68,8 @@ struct Client {
 
 class HomeSide {
  public:
-  HomeSide(Common c, pid_t pid, fs::path socket)
-      : c_(std::move(c)), pid_(pid), socket_(std::move(socket)), cfg_(load_cluster_config(c_.config)),
+  HomeSide(Common c, pid_t pid, fs::path socket, uint32_t to)
+      : c_(std::move(c)), pid_(pid), to_(to), socket_(std::move(socket)), cfg_(load_cluster_config(c_.config)),
         key_(load_cluster_key(c_.key)) {
     where_ = socket_;
     where_.replace_extension(".where");
@@ -82,8 +82,17 @@ class HomeSide {
       while (std::getline(in, arg, '\0')) command_ += (command_.empty() ? "" : " ") + arg;
     }
     listen();
-    // The request that made mosd start us comes within moments.
-    std::optional<Client> first = next_request(std::chrono::seconds(10));
+    std::optional<Client> first;
+    if (to_ != 0) {
+      // mosd's own decision (a policy): no one waits for the answer.
+      first.emplace();
+      first->req.pid = pid_;
+      first->req.node = to_ == c_.node ? 0 : to_;
+      first->req.async = true;
+    } else {
+      // The request that made mosd start us comes within moments.
+      first = next_request(std::chrono::seconds(10));
+    }
     if (!first) return finish(0, "no request came");
     std::optional<Client> pending = std::move(first);
     while (pending) {
@@ -101,7 +110,8 @@ class HomeSide {
         continue;
       }
       mig::HomeAgent agent(pid_, {.self_node = c_.node,
-                                  .link_timeout = std::chrono::milliseconds(cfg_.settings.link_timeout_ms)});
+                                  .link_timeout = std::chrono::milliseconds(cfg_.settings.link_timeout_ms),
+                                  .on_tick = [this](uint64_t calls) { write_stats(calls); }});
       try {
         auto t0 = Clock::now();
         Channel ch = dial_channel(spec->address, static_cast<uint16_t>(spec->port + 1), key_, c_.node, node,
@@ -114,7 +124,10 @@ class HomeSide {
             "process {} moved to node {} in {:.0f} ms (frozen {:.1f} ms, {:.1f} MiB sent, deputy keeps {} KiB)", pid_,
             node, total, st.freeze.count() / 1000.0, st.image_bytes / 1048576.0, st.deputy_rss_kib);
         log_info("{}", line);
+        moved_bytes_ = st.image_bytes;
         write_where(node);
+        write_stats(0);
+        write_last_move(st.image_bytes, total);
         client.reply(true, line);
       } catch (const std::exception& e) {
         std::string line = fmt::format("process {} stays at node {}: {}", pid_, c_.node, e.what());
@@ -142,6 +155,7 @@ class HomeSide {
       });
       for (const auto& l : out.log) log_info("{}", l);
       ::unlink(where_.c_str());
+      ::unlink(stats_path().c_str());
       current_ = 0;
       switch (out.end) {
         case mig::HomeOutcome::End::home:
@@ -179,6 +193,7 @@ class HomeSide {
   int finish(int rc, const std::string& why) {
     ::unlink(socket_.c_str());
     ::unlink(where_.c_str());
+    ::unlink(stats_path().c_str());
     log_info("agent for process {} ends: {}", pid_, why);
     return rc;
   }
@@ -193,6 +208,37 @@ class HomeSide {
       out << node << "\n" << command_ << "\n";
     }
     fs::rename(tmp, where_);
+  }
+
+  fs::path stats_path() const {
+    fs::path p = socket_;
+    return p.replace_extension(".stats");
+  }
+
+  // For mosd's policies: calls served since the move, and the bytes the
+  // move carried (what the process holds, near enough).
+  void write_stats(uint64_t calls) {
+    fs::path tmp = stats_path();
+    tmp += ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << calls << " " << moved_bytes_ << "\n";
+    }
+    std::error_code ec;
+    fs::rename(tmp, stats_path(), ec);
+  }
+
+  // The rate mosd's policies expect of a move: the bytes and the time of
+  // the last one made from this node.
+  void write_last_move(uint64_t bytes, double ms) {
+    fs::path dir = socket_.parent_path();
+    fs::path tmp = dir / fmt::format("last_move.{}", pid_);
+    {
+      std::ofstream out(tmp);
+      out << bytes << " " << static_cast<uint64_t>(ms * 1000) << "\n";
+    }
+    std::error_code ec;
+    fs::rename(tmp, dir / "last_move", ec);
   }
 
   std::optional<Client> next_request(std::chrono::milliseconds timeout) {
@@ -241,6 +287,8 @@ class HomeSide {
 
   Common c_;
   pid_t pid_;
+  uint32_t to_ = 0;
+  uint64_t moved_bytes_ = 0;
   fs::path socket_, where_;
   ClusterConfig cfg_;
   ClusterKey key_;
@@ -370,6 +418,8 @@ int main(int argc, char** argv) {
   }
   app.get_subcommand("home")->add_option("--pid", pid, "the process")->required();
   app.get_subcommand("home")->add_option("--socket", socket, "where `migrate` finds this agent")->required();
+  uint32_t to = 0;
+  app.get_subcommand("home")->add_option("--to", to, "move the process there at once (mosd's policies)");
   app.get_subcommand("remote")->add_option("--fd", fd, "the accepted connection");
   app.get_subcommand("remote")->add_option("--refuse", refuse, "refuse the process with this reason (mosctl stay)");
   try {
@@ -383,7 +433,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("home")) {
       set_log_tag(fmt::format("roam-agent/node{}:{}", c.node, pid));
-      return HomeSide(c, pid, socket).run();
+      return HomeSide(c, pid, socket, to).run();
     }
     set_log_tag(fmt::format("roam-agent/node{}", c.node));
     return run_remote(c, fd, refuse);

@@ -16,6 +16,8 @@
 
 #include <netinet/in.h>
 
+#include "roam/policy.hpp"
+
 namespace roam {
 
 inline constexpr uint16_t kDefaultPort = 4660;
@@ -51,6 +53,8 @@ struct Settings {
   // like everything else, or only authenticated (the default: several times
   // cheaper; the cluster network sees memory contents).
   bool seal_pages = false;
+  // The automatic policies (policy.* settings; see policy.hpp).
+  policy::Settings policy;
 };
 
 struct ClusterConfig {

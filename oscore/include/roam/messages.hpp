@@ -143,6 +143,7 @@ struct StatusReply {
   uint64_t gossip_received = 0;
   uint64_t rejected = 0;  // connections or messages refused
   std::vector<NodeStatus> nodes;
+  std::string policy;     // the automatic policies: settings and moves made (one line)
 };
 
 struct PsRequest {

@@ -55,6 +55,9 @@ struct MoveStats {
 struct HomeOptions {
   uint32_t self_node = 0;
   std::chrono::milliseconds link_timeout{10000};
+  // While the body is away, about once a second: the number of its calls
+  // served here so far (the home's policies read the rate: I/O homing).
+  std::function<void(uint64_t calls_served)> on_tick;
 };
 
 struct HomeOutcome {

@@ -64,6 +64,7 @@ struct NodeView {
   uint16_t ncpus = 1;
   uint32_t speed = 10000;
   uint64_t free_mem = 0;     // bytes
+  uint64_t total_mem = 0;    // bytes (0: not known yet)
   std::vector<std::string> tags;
 };
 

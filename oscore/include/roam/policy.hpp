@@ -1,0 +1,112 @@
+// The automatic policies of a home node (issue 4): load balancing, memory
+// ushering and I/O homing. Each home decides for its own processes, wherever
+// they run, from what it measured itself and from gossip, which may be
+// stale. Pure logic: mosd gathers the facts (policy_step.cpp) and carries out
+// what step() decides, one move per step.
+//
+//   - I/O homing: a process away whose forwarded calls stay above
+//     io_home_calls_per_s for io_home_steps steps comes home.
+//   - Memory ushering: a process on a node whose free memory is below the
+//     node's threshold goes, biggest first, to the fit node with the most
+//     room that stays above the threshold once it holds the process.
+//   - Load balancing: a CPU-bound process that has run at least as long as
+//     its move would take (Harchol-Balter and Downey, 1997) goes from its
+//     node to a fit node whose load, with it, is lower by at least
+//     `balance_margin` (hysteresis). Against stale information and herding:
+//     the node loads are corrected by the moves this home made lately
+//     (until gossip shows them), the target is drawn at random among the
+//     nodes within a margin of the best, a process rests `cooldown_ms`
+//     after a move, and only one move is made per step.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+
+#include "roam/placement.hpp"
+
+namespace roam::policy {
+
+struct Settings {
+  bool balance = true;
+  bool usher = true;
+  uint32_t step_ms = 1000;
+  uint32_t balance_margin = 50;      // load units: 100 = one process per reference CPU
+  uint64_t usher_free_bytes = 0;     // 0: 5% of the node's memory, at least 64 MiB
+  uint32_t cooldown_ms = 10000;      // a process rests this long after any move
+  uint32_t move_cost_ms = 200;       // a move's fixed cost, besides its bytes
+  uint32_t io_home_calls_per_s = 2000;  // 0: no I/O homing
+  uint32_t io_home_steps = 3;
+  uint32_t settle_ms = 5000;         // how long a move of ours corrects the loads
+};
+
+// One process of this home, as measured now.
+struct Proc {
+  pid_t pid = 0;
+  placement::Placement placement;
+  uint32_t node = 0;           // where it runs
+  double age_s = 0;            // since it started
+  double cpu_demand = 0;       // share of the last step it ran or waited to run (away: 1)
+  uint64_t rss = 0;            // bytes (away: what its move carried)
+  double io_calls_per_s = 0;   // away: calls forwarded home per second; home: read/write calls
+  uint32_t io_high_steps = 0;  // consecutive steps above the I/O threshold
+  int64_t last_move_ms = -1;   // when it last moved (any reason), -1: never
+  bool moving = false;         // a move is under way
+};
+
+struct Decision {
+  pid_t pid = 0;
+  uint32_t from = 0;
+  uint32_t to = 0;
+  std::string policy;  // "load", "memory", "io"
+  std::string why;     // one line for the log
+};
+
+class Engine {
+ public:
+  explicit Engine(Settings s) : s_(s) {}
+  const Settings& settings() const { return s_; }
+
+  // The one move to make now, if any. `nodes` are every node of the map as
+  // this home knows them (its own entry marked self); `bytes_per_s` is the
+  // rate earlier moves achieved.
+  std::optional<Decision> step(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
+                               int64_t now_ms, double bytes_per_s, std::mt19937_64& rng);
+  // A move was started: the loads are corrected for it until settle_ms.
+  void moved(const Decision& d, int64_t now_ms);
+
+  // What a move of `rss` bytes costs, in seconds.
+  double move_seconds(uint64_t rss, double bytes_per_s) const;
+  // The free-memory threshold of a node with `total` bytes.
+  uint64_t usher_threshold(uint64_t total) const;
+  // The node's load as this home expects it: gossip corrected by our recent moves.
+  double expected_load(const placement::NodeView& n, int64_t now_ms) const;
+
+ private:
+  std::optional<Decision> io_homing(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
+                                    int64_t now_ms);
+  std::optional<Decision> ushering(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
+                                   int64_t now_ms);
+  std::optional<Decision> balancing(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
+                                    int64_t now_ms, double bytes_per_s, std::mt19937_64& rng);
+  bool resting(const Proc& p, int64_t now_ms) const;
+
+  struct Recent {
+    int64_t at_ms;
+    uint32_t from, to;
+    double from_share, to_share;  // load units moved
+    uint64_t bytes;
+  };
+  Settings s_;
+  std::deque<Recent> recent_;
+};
+
+// One process's share of a node's load (load units).
+double share_of(const placement::NodeView& n);
+
+}  // namespace roam::policy

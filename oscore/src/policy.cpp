@@ -1,0 +1,181 @@
+#include "roam/policy.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace roam::policy {
+
+using placement::NodeView;
+
+namespace {
+
+constexpr double kCpuBound = 0.5;  // running or runnable at least half the time: it loads its node
+
+const NodeView* find(std::span<const NodeView> nodes, uint32_t node) {
+  for (const NodeView& n : nodes)
+    if (n.node == node) return &n;
+  return nullptr;
+}
+
+uint32_t home_of(std::span<const NodeView> nodes) {
+  for (const NodeView& n : nodes)
+    if (n.self) return n.node;
+  return 0;
+}
+
+}  // namespace
+
+double share_of(const NodeView& n) {
+  return 100.0 * 10000.0 / (std::max<double>(1, n.speed) * std::max<double>(1, n.ncpus));
+}
+
+double Engine::move_seconds(uint64_t rss, double bytes_per_s) const {
+  return s_.move_cost_ms / 1000.0 + static_cast<double>(rss) / std::max(1e6, bytes_per_s);
+}
+
+uint64_t Engine::usher_threshold(uint64_t total) const {
+  if (s_.usher_free_bytes > 0) return s_.usher_free_bytes;
+  return std::max<uint64_t>(uint64_t{64} << 20, total / 20);
+}
+
+double Engine::expected_load(const NodeView& n, int64_t now_ms) const {
+  double load = n.load;
+  for (const Recent& r : recent_) {
+    double left = 1.0 - static_cast<double>(now_ms - r.at_ms) / std::max<uint32_t>(1, s_.settle_ms);
+    if (left <= 0) continue;
+    if (r.to == n.node) load += left * r.to_share;
+    if (r.from == n.node) load -= left * r.from_share;
+  }
+  return std::max(0.0, load);
+}
+
+bool Engine::resting(const Proc& p, int64_t now_ms) const {
+  return p.moving || (p.last_move_ms >= 0 && now_ms - p.last_move_ms < s_.cooldown_ms);
+}
+
+void Engine::moved(const Decision& d, int64_t now_ms) {
+  while (!recent_.empty() && now_ms - recent_.front().at_ms > s_.settle_ms) recent_.pop_front();
+  recent_.push_back({now_ms, d.from, d.to, 0, 0, 0});
+}
+
+std::optional<Decision> Engine::step(std::span<const Proc> procs, std::span<const NodeView> nodes, int64_t now_ms,
+                                     double bytes_per_s, std::mt19937_64& rng) {
+  while (!recent_.empty() && now_ms - recent_.front().at_ms > s_.settle_ms) recent_.pop_front();
+  // Shares are those of the nodes as they are now (a move records 0 until
+  // here: the views were not at hand).
+  for (Recent& r : recent_) {
+    if (r.from_share == 0)
+      if (const NodeView* f = find(nodes, r.from)) r.from_share = share_of(*f);
+    if (r.to_share == 0)
+      if (const NodeView* t = find(nodes, r.to)) r.to_share = share_of(*t);
+  }
+  if (auto d = io_homing(procs, nodes, now_ms)) return d;
+  if (s_.usher)
+    if (auto d = ushering(procs, nodes, now_ms)) return d;
+  if (s_.balance)
+    if (auto d = balancing(procs, nodes, now_ms, bytes_per_s, rng)) return d;
+  return std::nullopt;
+}
+
+std::optional<Decision> Engine::io_homing(std::span<const Proc> procs, std::span<const NodeView> nodes,
+                                          int64_t now_ms) {
+  if (s_.io_home_calls_per_s == 0) return std::nullopt;
+  uint32_t home = home_of(nodes);
+  for (const Proc& p : procs) {
+    if (p.node == home || p.moving) continue;
+    if (p.io_high_steps < s_.io_home_steps) continue;
+    (void)now_ms;  // coming home for I/O ignores the rest period: the data is here
+    return Decision{p.pid, p.node, home, "io",
+                    fmt::format("{:.0f} calls/s forwarded home for {} steps (limit {}/s)", p.io_calls_per_s,
+                                p.io_high_steps, s_.io_home_calls_per_s)};
+  }
+  return std::nullopt;
+}
+
+std::optional<Decision> Engine::ushering(std::span<const Proc> procs, std::span<const NodeView> nodes,
+                                         int64_t now_ms) {
+  // The biggest movable process on a node short of memory.
+  const Proc* pick = nullptr;
+  const NodeView* short_node = nullptr;
+  for (const Proc& p : procs) {
+    if (!p.placement.policy_may_move() || resting(p, now_ms)) continue;
+    const NodeView* n = find(nodes, p.node);
+    if (!n || !n->up || n->total_mem == 0) continue;
+    if (n->free_mem >= usher_threshold(n->total_mem)) continue;
+    if (!pick || p.rss > pick->rss) {
+      pick = &p;
+      short_node = n;
+    }
+  }
+  if (!pick) return std::nullopt;
+  const NodeView* best = nullptr;
+  for (const NodeView& t : nodes) {
+    if (t.node == pick->node || t.total_mem == 0) continue;
+    if (!placement::unfit(pick->placement, t, pick->node).empty()) continue;
+    // Room for it, and the node stays above its own threshold.
+    if (t.free_mem < pick->rss + usher_threshold(t.total_mem)) continue;
+    if (!best || t.free_mem > best->free_mem) best = &t;
+  }
+  if (!best) return std::nullopt;
+  return Decision{pick->pid, pick->node, best->node, "memory",
+                  fmt::format("node {} has {} MiB free (threshold {} MiB); node {} has {} MiB for its {} MiB",
+                              short_node->node, short_node->free_mem >> 20,
+                              usher_threshold(short_node->total_mem) >> 20, best->node, best->free_mem >> 20,
+                              pick->rss >> 20)};
+}
+
+std::optional<Decision> Engine::balancing(std::span<const Proc> procs, std::span<const NodeView> nodes, int64_t now_ms,
+                                          double bytes_per_s, std::mt19937_64& rng) {
+  struct Option {
+    const Proc* proc;
+    const NodeView* to;
+    double gain;
+    double from_load, to_load;
+  };
+  std::vector<Option> options;
+  for (const Proc& p : procs) {
+    if (!p.placement.policy_may_move() || resting(p, now_ms)) continue;
+    if (p.cpu_demand < kCpuBound) continue;
+    // Forwarding its calls would cost more than the CPU it would find.
+    if (s_.io_home_calls_per_s > 0 && p.io_calls_per_s * 2 >= s_.io_home_calls_per_s) continue;
+    // Young processes tend to die young: not worth a move yet.
+    if (p.age_s < move_seconds(p.rss, bytes_per_s)) continue;
+    const NodeView* from = find(nodes, p.node);
+    if (!from || !from->up) continue;
+    double from_load = expected_load(*from, now_ms);
+    for (const NodeView& t : nodes) {
+      if (t.node == p.node) continue;
+      if (!placement::unfit(p.placement, t, p.node).empty()) continue;
+      double to_load = expected_load(t, now_ms) + share_of(t);
+      double gain = from_load - to_load;
+      if (gain >= s_.balance_margin) options.push_back({&p, &t, gain, from_load, to_load});
+    }
+  }
+  if (options.empty()) return std::nullopt;
+  // The most loaded source first, then the cheapest process to move on it;
+  // the target at random among those within a margin of the best gain, so
+  // homes that see the same idle node do not all pick it.
+  double top = 0;
+  for (const Option& o : options) top = std::max(top, o.from_load);
+  std::erase_if(options, [&](const Option& o) { return o.from_load < top; });
+  uint64_t least = UINT64_MAX;
+  for (const Option& o : options) least = std::min(least, o.proc->rss);
+  const Proc* chosen = nullptr;
+  for (const Option& o : options)
+    if (o.proc->rss == least && (!chosen || o.proc->age_s > chosen->age_s)) chosen = o.proc;
+  std::erase_if(options, [&](const Option& o) { return o.proc != chosen; });
+  double best_gain = 0;
+  for (const Option& o : options) best_gain = std::max(best_gain, o.gain);
+  std::erase_if(options, [&](const Option& o) { return o.gain < best_gain - s_.balance_margin / 2.0; });
+  const Option& o = options[std::uniform_int_distribution<size_t>(0, options.size() - 1)(rng)];
+  return Decision{o.proc->pid, o.proc->node, o.to->node, "load",
+                  fmt::format("load {:.0f} on node {} against {:.0f} on node {} with it (running {:.1f} s, a move "
+                              "takes ~{:.2f} s)",
+                              o.from_load, o.proc->node, o.to_load, o.to->node, o.proc->age_s,
+                              move_seconds(o.proc->rss, bytes_per_s))};
+}
+
+}  // namespace roam::policy
