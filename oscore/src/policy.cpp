@@ -58,26 +58,27 @@ bool Engine::resting(const Proc& p, int64_t now_ms) const {
 
 void Engine::moved(const Decision& d, int64_t now_ms) {
   while (!recent_.empty() && now_ms - recent_.front().at_ms > s_.settle_ms) recent_.pop_front();
-  recent_.push_back({now_ms, d.from, d.to, 0, 0, 0});
+  recent_.push_back({now_ms, d.from, d.to, d.from_share, d.to_share});
 }
 
 std::optional<Decision> Engine::step(std::span<const Proc> procs, std::span<const NodeView> nodes, int64_t now_ms,
                                      double bytes_per_s, std::mt19937_64& rng) {
   while (!recent_.empty() && now_ms - recent_.front().at_ms > s_.settle_ms) recent_.pop_front();
-  // Shares are those of the nodes as they are now (a move records 0 until
-  // here: the views were not at hand).
-  for (Recent& r : recent_) {
-    if (r.from_share == 0)
-      if (const NodeView* f = find(nodes, r.from)) r.from_share = share_of(*f);
-    if (r.to_share == 0)
-      if (const NodeView* t = find(nodes, r.to)) r.to_share = share_of(*t);
+  std::optional<Decision> d = io_homing(procs, nodes, now_ms);
+  if (!d && s_.usher) d = ushering(procs, nodes, now_ms);
+  if (!d && s_.balance) d = balancing(procs, nodes, now_ms, bytes_per_s, rng);
+  if (d) {
+    const NodeView* from = find(nodes, d->from);
+    const NodeView* to = find(nodes, d->to);
+    const Proc* p = nullptr;
+    for (const Proc& q : procs)
+      if (q.pid == d->pid) p = &q;
+    // An idle process moved changes no load.
+    bool loads = p && p->cpu_demand >= kCpuBound;
+    d->from_share = from && loads ? share_of(*from) : 0;
+    d->to_share = to && loads ? share_of(*to) : 0;
   }
-  if (auto d = io_homing(procs, nodes, now_ms)) return d;
-  if (s_.usher)
-    if (auto d = ushering(procs, nodes, now_ms)) return d;
-  if (s_.balance)
-    if (auto d = balancing(procs, nodes, now_ms, bytes_per_s, rng)) return d;
-  return std::nullopt;
+  return d;
 }
 
 std::optional<Decision> Engine::io_homing(std::span<const Proc> procs, std::span<const NodeView> nodes,

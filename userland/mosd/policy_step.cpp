@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -86,7 +87,11 @@ void Daemon::read_move_rate() {
   if (!(in >> bytes >> us) || us == 0) return;
   if (bytes == last_move_seen_.first && us == last_move_seen_.second) return;
   last_move_seen_ = {bytes, us};
-  double rate = static_cast<double>(bytes) / (static_cast<double>(us) / 1e6);
+  // The engine adds policy.move_cost_ms to bytes / rate: the rate is what
+  // the move took beyond that fixed cost (a small process's move is almost
+  // all fixed cost).
+  double fixed_s = cfg_.settings.policy.move_cost_ms / 1000.0, took_s = static_cast<double>(us) / 1e6;
+  double rate = static_cast<double>(bytes) / std::max(took_s - fixed_s, took_s / 10);
   move_rate_ = move_rate_ <= 0 ? rate : move_rate_ + 0.3 * (rate - move_rate_);
 }
 

@@ -65,6 +65,7 @@ struct Decision {
   uint32_t to = 0;
   std::string policy;  // "load", "memory", "io"
   std::string why;     // one line for the log
+  double from_share = 0, to_share = 0;  // the load units the move takes from `from`, adds to `to`
 };
 
 class Engine {
@@ -100,7 +101,6 @@ class Engine {
     int64_t at_ms;
     uint32_t from, to;
     double from_share, to_share;  // load units moved
-    uint64_t bytes;
   };
   Settings s_;
   std::deque<Recent> recent_;

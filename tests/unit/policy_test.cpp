@@ -1,0 +1,216 @@
+// The automatic policies' decisions (roam/policy.hpp) from given facts:
+// load balancing with its candidate rules, hysteresis and anti-herding,
+// memory ushering, I/O homing.
+#include "roam/policy.hpp"
+
+#include <map>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace {
+
+using roam::placement::Mobility;
+using roam::placement::NodeView;
+using roam::policy::Decision;
+using roam::policy::Engine;
+using roam::policy::Proc;
+using roam::policy::Settings;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+NodeView node(uint32_t n, uint32_t load, bool self = false) {
+  NodeView v;
+  v.node = n;
+  v.self = self;
+  v.up = true;
+  v.load = load;
+  v.ncpus = 1;
+  v.free_mem = 8192 * kMiB;
+  v.total_mem = 16384 * kMiB;
+  return v;
+}
+
+Proc busy(pid_t pid, uint32_t where = 1) {
+  Proc p;
+  p.pid = pid;
+  p.node = where;
+  p.age_s = 30;
+  p.cpu_demand = 1;
+  p.rss = 10 * kMiB;
+  return p;
+}
+
+std::optional<Decision> decide(Engine& e, const std::vector<Proc>& procs, const std::vector<NodeView>& nodes,
+                               int64_t now = 100000) {
+  std::mt19937_64 rng(1);
+  return e.step(procs, nodes, now, 200e6, rng);
+}
+
+TEST(Balance, MovesABusyProcessFromALoadedNodeToAnIdleOne) {
+  Engine e({});
+  auto d = decide(e, {busy(10), busy(11), busy(12), busy(13)}, {node(1, 400, true), node(2, 0)});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->from, 1u);
+  EXPECT_EQ(d->to, 2u);
+  EXPECT_EQ(d->policy, "load");
+}
+
+TEST(Balance, LeavesBalancedNodesAlone) {
+  Engine e({});
+  // 2 and 2: moving one would make it 1 and 3.
+  EXPECT_FALSE(decide(e, {busy(10), busy(11)}, {node(1, 200, true), node(2, 200)}));
+  // 3 and 2: 3 - (2 + 1) = 0 is below the margin.
+  EXPECT_FALSE(decide(e, {busy(10), busy(11), busy(12)}, {node(1, 300, true), node(2, 200)}));
+}
+
+TEST(Balance, AYoungProcessIsNotACandidateUntilItRanAsLongAsItsMoveTakes) {
+  Engine e({.move_cost_ms = 200});
+  Proc young = busy(10);
+  young.rss = 400 * kMiB;  // 2 s at 200 MB/s, plus 0.2 s
+  young.age_s = 1.5;
+  EXPECT_FALSE(decide(e, {young}, {node(1, 400, true), node(2, 0)}));
+  young.age_s = 2.5;
+  EXPECT_TRUE(decide(e, {young}, {node(1, 400, true), node(2, 0)}));
+}
+
+TEST(Balance, IdleAndPinnedProcessesStay) {
+  Engine e({});
+  Proc idle = busy(10);
+  idle.cpu_demand = 0.1;
+  Proc pinned = busy(11);
+  pinned.placement.mobility = Mobility::manual_only;
+  Proc home = busy(12);
+  home.placement.mobility = Mobility::stay_home;
+  EXPECT_FALSE(decide(e, {idle, pinned, home}, {node(1, 400, true), node(2, 0)}));
+}
+
+TEST(Balance, ATaggedProcessGoesOnlyWhereItsTagIs) {
+  Engine e({});
+  Proc p = busy(10);
+  p.placement.tag = "gpu";
+  NodeView n1 = node(1, 400, true), n2 = node(2, 0), n3 = node(3, 100);
+  n1.tags = {"gpu"};
+  n3.tags = {"gpu"};
+  for (int i = 0; i < 20; ++i) {
+    std::mt19937_64 rng(static_cast<uint64_t>(i));
+    auto d = e.step(std::vector{p}, std::vector{n1, n2, n3}, 100000, 200e6, rng);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->to, 3u);
+  }
+}
+
+TEST(Balance, NoMoveToADownOrStayedNode) {
+  Engine e({});
+  NodeView down = node(2, 0), stayed = node(3, 0);
+  down.up = false;
+  stayed.takes_guests = false;
+  EXPECT_FALSE(decide(e, {busy(10), busy(11)}, {node(1, 400, true), down, stayed}));
+}
+
+TEST(Balance, AProcessRestsAfterAMove) {
+  Engine e({.cooldown_ms = 10000});
+  Proc p = busy(10);
+  p.last_move_ms = 95000;
+  EXPECT_FALSE(decide(e, {p}, {node(1, 400, true), node(2, 0)}, 100000));
+  EXPECT_TRUE(decide(e, {p}, {node(1, 400, true), node(2, 0)}, 106000));
+  p.moving = true;
+  EXPECT_FALSE(decide(e, {p}, {node(1, 400, true), node(2, 0)}, 106000));
+}
+
+TEST(Balance, ItsOwnRecentMovesCountUntilGossipShowsThem) {
+  // Gossip still says node 2 is idle right after we sent it a process: the
+  // next step must not send another one on that stale word alone.
+  Engine e({.settle_ms = 5000});
+  std::vector<NodeView> nodes = {node(1, 200, true), node(2, 0)};
+  auto d = decide(e, {busy(10), busy(11)}, nodes, 100000);
+  ASSERT_TRUE(d);
+  e.moved(*d, 100000);
+  EXPECT_NEAR(e.expected_load(nodes[1], 100000), 100, 1);
+  EXPECT_NEAR(e.expected_load(nodes[0], 100000), 100, 1);
+  Proc other = busy(11);
+  EXPECT_FALSE(decide(e, {other}, nodes, 100100));
+  // Long after, the correction has gone: gossip speaks again.
+  EXPECT_NEAR(e.expected_load(nodes[1], 106000), 0, 1);
+}
+
+TEST(Balance, HomesThatSeeTheSameIdleNodesSpreadOverThem) {
+  // Every candidate target within the margin of the best is drawn at random.
+  std::map<uint32_t, int> chosen;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    Engine e({});
+    std::mt19937_64 rng(seed);
+    auto d = e.step(std::vector{busy(10)}, std::vector{node(1, 400, true), node(2, 0), node(3, 10), node(4, 0)},
+                    100000, 200e6, rng);
+    ASSERT_TRUE(d);
+    ++chosen[d->to];
+  }
+  EXPECT_EQ(chosen.size(), 3u);
+  for (auto& [n, count] : chosen) EXPECT_GT(count, 20) << "node " << n;
+}
+
+TEST(Balance, AnAwayProcessOnAnOverloadedNodeMayComeHome) {
+  Engine e({});
+  auto d = decide(e, {busy(10, 2)}, {node(1, 0, true), node(2, 300)});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->from, 2u);
+  EXPECT_EQ(d->to, 1u);
+}
+
+TEST(Balance, IsOffWhenTheSettingSaysSo) {
+  Engine e({.balance = false});
+  EXPECT_FALSE(decide(e, {busy(10), busy(11)}, {node(1, 400, true), node(2, 0)}));
+}
+
+TEST(Usher, TheBiggestProcessLeavesANodeShortOfMemoryForTheNodeWithMostRoom) {
+  Engine e({.usher_free_bytes = 160 * kMiB});
+  NodeView n1 = node(1, 100, true), n2 = node(2, 100), n3 = node(3, 100);
+  n1.free_mem = 60 * kMiB;
+  n2.free_mem = 400 * kMiB;
+  n3.free_mem = 900 * kMiB;
+  Proc small = busy(10), big = busy(11);
+  small.cpu_demand = big.cpu_demand = 0;  // ushering does not need them busy
+  small.rss = 50 * kMiB;
+  big.rss = 300 * kMiB;
+  auto d = decide(e, {small, big}, {n1, n2, n3});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->policy, "memory");
+  EXPECT_EQ(d->pid, 11);
+  EXPECT_EQ(d->to, 3u);
+}
+
+TEST(Usher, NoTargetWithoutRoomAboveItsOwnThreshold) {
+  Engine e({.usher_free_bytes = 160 * kMiB});
+  NodeView n1 = node(1, 100, true), n2 = node(2, 100);
+  n1.free_mem = 60 * kMiB;
+  n2.free_mem = 400 * kMiB;  // 300 MiB would leave it 100 MiB: below 160
+  Proc big = busy(11);
+  big.cpu_demand = 0;
+  big.rss = 300 * kMiB;
+  EXPECT_FALSE(decide(e, {big}, {n1, n2}));
+}
+
+TEST(Usher, TheAutomaticThresholdIsFivePercentAndAtLeast64MiB) {
+  Engine e({});
+  EXPECT_EQ(e.usher_threshold(16384 * kMiB), 16384 * kMiB / 20);
+  EXPECT_EQ(e.usher_threshold(512 * kMiB), 64 * kMiB);
+}
+
+TEST(IoHoming, AnAwayProcessForwardingMuchIOComesHomeAfterSomeSteps) {
+  Engine e({.io_home_calls_per_s = 2000, .io_home_steps = 3});
+  Proc p = busy(10, 2);
+  p.io_calls_per_s = 9000;
+  p.io_high_steps = 2;
+  EXPECT_FALSE(decide(e, {p}, {node(1, 100, true), node(2, 100)}));
+  p.io_high_steps = 3;
+  auto d = decide(e, {p}, {node(1, 100, true), node(2, 100)});
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->policy, "io");
+  EXPECT_EQ(d->to, 1u);
+  // And at home, so much I/O keeps it from being balanced away.
+  Proc at_home = busy(10, 1);
+  at_home.io_calls_per_s = 9000;
+  EXPECT_FALSE(decide(e, {at_home}, {node(1, 400, true), node(2, 0)}));
+}
+
+}  // namespace
