@@ -43,11 +43,11 @@ uint64_t Engine::usher_threshold(uint64_t total) const {
 
 double Engine::expected_load(const NodeView& n, int64_t now_ms) const {
   double load = n.load;
+  int64_t info_ms = now_ms - static_cast<int64_t>(n.age_ms);  // when the node measured it
   for (const Recent& r : recent_) {
-    double left = 1.0 - static_cast<double>(now_ms - r.at_ms) / std::max<uint32_t>(1, s_.settle_ms);
-    if (left <= 0) continue;
-    if (r.to == n.node) load += left * r.to_share;
-    if (r.from == n.node) load -= left * r.from_share;
+    if (info_ms >= r.settled_ms) continue;  // the figure shows the move already
+    if (r.to == n.node) load += r.to_share;
+    if (r.from == n.node) load -= r.from_share;
   }
   return std::max(0.0, load);
 }
@@ -56,14 +56,15 @@ bool Engine::resting(const Proc& p, int64_t now_ms) const {
   return p.moving || (p.last_move_ms >= 0 && now_ms - p.last_move_ms < s_.cooldown_ms);
 }
 
-void Engine::moved(const Decision& d, int64_t now_ms) {
-  while (!recent_.empty() && now_ms - recent_.front().at_ms > s_.settle_ms) recent_.pop_front();
-  recent_.push_back({now_ms, d.from, d.to, d.from_share, d.to_share});
+void Engine::moved(const Decision& d, int64_t now_ms, double move_s) {
+  recent_.push_back({now_ms, now_ms + static_cast<int64_t>(move_s * 1000) + s_.settle_ms, d.from, d.to, d.from_share,
+                     d.to_share});
 }
 
 std::optional<Decision> Engine::step(std::span<const Proc> procs, std::span<const NodeView> nodes, int64_t now_ms,
                                      double bytes_per_s, std::mt19937_64& rng) {
-  while (!recent_.empty() && now_ms - recent_.front().at_ms > s_.settle_ms) recent_.pop_front();
+  // Older than any gossip still believed (a minute): forgotten.
+  while (!recent_.empty() && now_ms - recent_.front().settled_ms > 60000) recent_.pop_front();
   std::optional<Decision> d = io_homing(procs, nodes, now_ms);
   if (!d && s_.usher) d = ushering(procs, nodes, now_ms);
   if (!d && s_.balance) d = balancing(procs, nodes, now_ms, bytes_per_s, rng);

@@ -17,7 +17,10 @@ roam_init() {
 cluster_up() {
   _up_n=$1
   shift
-  mosctl cluster up -n "$_up_n" --set gossip.step_ms=200 --set load.sample_ms=100 "$@" >cluster-up.out 2>&1 || {
+  # The automatic policies are off unless a test turns them on (later
+  # settings win): moves of their own would upset the tests of other things.
+  mosctl cluster up -n "$_up_n" --set gossip.step_ms=200 --set load.sample_ms=100 \
+    --set policy.balance=false --set policy.usher=false --set policy.io_home_calls_per_s=0 "$@" >cluster-up.out 2>&1 || {
     cat cluster-up.out
     atf_fail "mosctl cluster up -n $_up_n failed"
   }

@@ -118,20 +118,27 @@ TEST(Balance, AProcessRestsAfterAMove) {
   EXPECT_FALSE(decide(e, {p}, {node(1, 400, true), node(2, 0)}, 106000));
 }
 
-TEST(Balance, ItsOwnRecentMovesCountUntilGossipShowsThem) {
+TEST(Balance, ItsOwnRecentMovesCountUntilNewerInformationShowsThem) {
   // Gossip still says node 2 is idle right after we sent it a process: the
   // next step must not send another one on that stale word alone.
-  Engine e({.settle_ms = 5000});
+  Engine e({.settle_ms = 2000});
   std::vector<NodeView> nodes = {node(1, 200, true), node(2, 0)};
   auto d = decide(e, {busy(10), busy(11)}, nodes, 100000);
   ASSERT_TRUE(d);
-  e.moved(*d, 100000);
+  e.moved(*d, 100000, 0.5);
   EXPECT_NEAR(e.expected_load(nodes[1], 100000), 100, 1);
   EXPECT_NEAR(e.expected_load(nodes[0], 100000), 100, 1);
-  Proc other = busy(11);
-  EXPECT_FALSE(decide(e, {other}, nodes, 100100));
-  // Long after, the correction has gone: gossip speaks again.
-  EXPECT_NEAR(e.expected_load(nodes[1], 106000), 0, 1);
+  EXPECT_FALSE(decide(e, {busy(11)}, nodes, 100100));
+  // Node 2's word, 1 s old at 103000, was measured before the move settled
+  // (100000 + 500 + 2000): still corrected.
+  nodes[1].age_ms = 1000;
+  EXPECT_NEAR(e.expected_load(nodes[1], 103000), 100, 1);
+  // Measured after it: taken as it is. So is this node's own, once settled.
+  nodes[1].load = 100;
+  nodes[1].age_ms = 200;
+  EXPECT_NEAR(e.expected_load(nodes[1], 103000), 100, 1);
+  nodes[0].load = 100;
+  EXPECT_NEAR(e.expected_load(nodes[0], 103000), 100, 1);
 }
 
 TEST(Balance, HomesThatSeeTheSameIdleNodesSpreadOverThem) {

@@ -283,6 +283,7 @@ std::vector<placement::NodeView> Daemon::node_views() {
       n.speed = info.speed;
       n.free_mem = info.free_mem;
       n.total_mem = info.total_mem;
+      if (!n.self) n.age_ms = static_cast<uint64_t>(std::max<int64_t>(0, table_.age_ms(i, now)));
     }
     v.push_back(std::move(n));
   }

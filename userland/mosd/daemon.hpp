@@ -180,7 +180,6 @@ class Daemon {
     int64_t at_ms = 0;          // when last measured
     uint64_t sched_ns = 0;      // ran + waited to run, at home
     uint64_t calls = 0;         // read/write calls, at home
-    uint64_t away_calls = 0;    // calls its home agent served, away
     uint32_t io_high = 0;       // steps in a row above the I/O threshold
     uint32_t node = 0;          // where it was
     int64_t last_move_ms = -1;  // when it last moved

@@ -145,13 +145,10 @@ void Daemon::policy_step() {
       // Away: its body loads its node; the home agent counts its calls.
       p.cpu_demand = 1;
       std::ifstream st(agent_dir() / fmt::format("{}.stats", jp.pid));
-      uint64_t calls = 0, bytes = 0;
-      if (st >> calls >> bytes) {
+      uint64_t rate = 0, bytes = 0;
+      if (st >> rate >> bytes) {
         p.rss = bytes;
-        if (t.at_ms > 0 && now > t.at_ms && calls >= t.away_calls) {
-          p.io_calls_per_s = static_cast<double>(calls - t.away_calls) / (static_cast<double>(now - t.at_ms) / 1000.0);
-        }
-        t.away_calls = calls;
+        p.io_calls_per_s = static_cast<double>(rate);  // the agent's, over its last second
       }
       long threads = 1;
       uint64_t start = 0;
@@ -212,7 +209,10 @@ void Daemon::start_policy_move(const policy::Decision& d, int64_t now) {
     return;
   }
   if (to != 0) placements_.moving(d.pid, placement::Reason{placement::Why::policy, d.policy});
-  engine_->moved(d, now);
+  uint64_t rss = 0;
+  for (const home::JobProcess& jp : jobs_->processes())
+    if (jp.pid == d.pid) rss = jp.rss;
+  engine_->moved(d, now, engine_->move_seconds(rss, move_rate_ > 0 ? move_rate_ : kAssumedMoveRate));
   t.last_move_ms = now;
   ++policy_moves_[d.policy];
   log_info("policy {}: moving process {} from node {} to node {}: {}", d.policy, d.pid, d.from, d.to, d.why);

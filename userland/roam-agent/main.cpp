@@ -125,6 +125,7 @@ class HomeSide {
             node, total, st.freeze.count() / 1000.0, st.image_bytes / 1048576.0, st.deputy_rss_kib);
         log_info("{}", line);
         moved_bytes_ = st.image_bytes;
+        tick_at_ = {};
         write_where(node);
         write_stats(0);
         write_last_move(st.image_bytes, total);
@@ -215,14 +216,22 @@ class HomeSide {
     return p.replace_extension(".stats");
   }
 
-  // For mosd's policies: calls served since the move, and the bytes the
-  // move carried (what the process holds, near enough).
+  // For mosd's policies: calls served per second since the last tick, and
+  // the bytes the move carried (what the process holds, near enough).
   void write_stats(uint64_t calls) {
+    auto now = Clock::now();
+    double rate = 0;
+    if (calls >= tick_calls_ && tick_at_ != Clock::time_point{}) {
+      double dt = std::chrono::duration<double>(now - tick_at_).count();
+      if (dt > 0) rate = static_cast<double>(calls - tick_calls_) / dt;
+    }
+    tick_calls_ = calls;
+    tick_at_ = now;
     fs::path tmp = stats_path();
     tmp += ".tmp";
     {
       std::ofstream out(tmp);
-      out << calls << " " << moved_bytes_ << "\n";
+      out << static_cast<uint64_t>(rate) << " " << moved_bytes_ << "\n";
     }
     std::error_code ec;
     fs::rename(tmp, stats_path(), ec);
@@ -289,6 +298,8 @@ class HomeSide {
   pid_t pid_;
   uint32_t to_ = 0;
   uint64_t moved_bytes_ = 0;
+  uint64_t tick_calls_ = 0;
+  Clock::time_point tick_at_{};
   fs::path socket_, where_;
   ClusterConfig cfg_;
   ClusterKey key_;

@@ -65,6 +65,7 @@ struct NodeView {
   uint32_t speed = 10000;
   uint64_t free_mem = 0;     // bytes
   uint64_t total_mem = 0;    // bytes (0: not known yet)
+  uint64_t age_ms = 0;       // how old the information is (self: 0)
   std::vector<std::string> tags;
 };
 

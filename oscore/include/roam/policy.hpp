@@ -14,7 +14,7 @@
 //     node to a fit node whose load, with it, is lower by at least
 //     `balance_margin` (hysteresis). Against stale information and herding:
 //     the node loads are corrected by the moves this home made lately
-//     (until gossip shows them), the target is drawn at random among the
+//     (until information newer than the move shows them), the target is drawn at random among the
 //     nodes within a margin of the best, a process rests `cooldown_ms`
 //     after a move, and only one move is made per step.
 #pragma once
@@ -42,7 +42,7 @@ struct Settings {
   uint32_t move_cost_ms = 200;       // a move's fixed cost, besides its bytes
   uint32_t io_home_calls_per_s = 2000;  // 0: no I/O homing
   uint32_t io_home_steps = 3;
-  uint32_t settle_ms = 5000;         // how long a move of ours corrects the loads
+  uint32_t settle_ms = 2000;         // after a move, until a node's load shows it (smoothing)
 };
 
 // One process of this home, as measured now.
@@ -78,8 +78,9 @@ class Engine {
   // rate earlier moves achieved.
   std::optional<Decision> step(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
                                int64_t now_ms, double bytes_per_s, std::mt19937_64& rng);
-  // A move was started: the loads are corrected for it until settle_ms.
-  void moved(const Decision& d, int64_t now_ms);
+  // A move was started: until information about a node newer than the
+  // move's end plus settle_ms arrives, its load is corrected for it.
+  void moved(const Decision& d, int64_t now_ms, double move_s = 0);
 
   // What a move of `rss` bytes costs, in seconds.
   double move_seconds(uint64_t rss, double bytes_per_s) const;
@@ -99,6 +100,7 @@ class Engine {
 
   struct Recent {
     int64_t at_ms;
+    int64_t settled_ms;  // information from after this shows the move
     uint32_t from, to;
     double from_share, to_share;  // load units moved
   };

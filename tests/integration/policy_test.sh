@@ -1,0 +1,278 @@
+#! /usr/bin/env atf-sh
+# The automatic policies on a real local cluster (mosd decides the moves
+# itself): load balancing spreads jobs started on one node, never moves a
+# short-lived process, a -L job or a tagged job to an untagged node, and
+# sends nothing to a node that died; I/O homing brings home a process whose
+# forwarded I/O stays high; memory ushering moves a process off a node short
+# of memory.
+
+. "$(atf_get_srcdir)/lib.sh"
+
+wl() { echo "$ROAM_TESTS/workloads/$1"; }
+
+# The policies on, deciding four times a second.
+POLICY="--set policy.balance=true --set policy.usher=false --set policy.step_ms=250 --set policy.cooldown_ms=3000"
+
+# count_at NODE WANT PIDS...: how many of PIDS mosps of NODE shows at node WANT.
+count_at() {
+  _ca_node=$1
+  _ca_want=$2
+  shift 2
+  on_node "$_ca_node" mosps --json | python3 -c "
+import json, sys
+pids = {$(echo "$@" | tr ' ' ',')}
+print(sum(1 for p in json.load(sys.stdin) if p['pid'] in pids and p['where'] == $_ca_want))"
+}
+
+# count_is NODE WANT N PIDS...: exactly N of PIDS are at node WANT (for retry).
+count_is() {
+  _ci_node=$1
+  _ci_want=$2
+  _ci_n=$3
+  shift 3
+  [ "$(count_at "$_ci_node" "$_ci_want" "$@")" = "$_ci_n" ]
+}
+
+# any_at NODE WANT: some process of NODE is at node WANT (for retry).
+any_at() {
+  [ "$(on_node "$1" mosps --json | python3 -c "import json,sys; print(sum(1 for p in json.load(sys.stdin) if p['where']==$2))")" -ge 1 ]
+}
+
+# node_is OBSERVER SUBJECT STATE: OBSERVER sees SUBJECT up or down (for retry).
+node_is() { [ "$(node_state "$1" "$2")" = "$3" ]; }
+
+# is_at NODE PID WANT: mosps of NODE shows PID at node WANT (for retry).
+is_at() { [ "$(where "$1" "$2")" = "$3" ]; }
+
+# policy_moves NODE: the policy moves node NODE's mosd logged.
+policy_moves() { grep -E 'policy [a-z]+: moving process' "$(mosd_log "$1")" || true; }
+
+finish() {
+  on_node 1 kill -USR1 "$2"
+  expect_status "$1" 0 3000
+  atf_check -o "match:^PASS$" cat "$1.out"
+}
+
+atf_test_case jobs_spread cleanup
+jobs_spread_head() {
+  atf_set descr "4 CPU-bound jobs started on node1 of 2 nodes (one CPU each) spread 2 and 2 by themselves, shown policy:load, results intact"
+  atf_set require.user root
+  atf_set timeout 180
+}
+jobs_spread_body() {
+  roam_init
+  cluster_up 2 --cpus-per-node 1 $POLICY
+  pids=""
+  for i in 1 2 3 4; do
+    pids="$pids $(job_start 1 "j$i" "$(wl cpu_loop)")"
+    wait_line "j$i.out" '^READY'
+  done
+  retry 300 0.1 count_is 1 2 2 $pids || {
+    on_node 1 mosps
+    policy_moves 1
+    atf_fail "the jobs did not spread 2 and 2"
+  }
+  # Stable: a few more steps change nothing.
+  sleep 2
+  [ "$(count_at 1 2 $pids)" = 2 ] || {
+    on_node 1 mosps
+    policy_moves 1
+    atf_fail "the jobs did not stay 2 and 2"
+  }
+  on_node 1 mosps
+  on_node 1 mosps --json | python3 -c "
+import json, sys
+away = [p for p in json.load(sys.stdin) if p['where'] == 2]
+assert away and all(p['reason'] == 'policy:load' for p in away), away" || atf_fail "jobs moved by the balancer are not shown policy:load"
+  atf_check -o match:'policies: balance on' mosctl cluster exec 1 -- mosmon --once
+  i=1
+  for p in $pids; do
+    finish "j$i" "$p"
+    i=$((i + 1))
+  done
+}
+jobs_spread_cleanup() { cluster_down; }
+
+atf_test_case short_lived_never_moved cleanup
+short_lived_never_moved_head() {
+  atf_set descr "processes that end before they ran as long as their move would take are never moved, while a long one beside them is"
+  atf_set require.user root
+  atf_set timeout 180
+}
+short_lived_never_moved_body() {
+  roam_init
+  # Every move is taken to cost 3 s: a job becomes a candidate after 3 s.
+  cluster_up 2 --cpus-per-node 1 $POLICY --set policy.move_cost_ms=3000
+  long=$(job_start 1 long "$(wl cpu_loop)")
+  wait_line long.out '^READY'
+  short=""
+  for round in 1 2 3 4; do
+    for i in 1 2; do
+      p=$(job_start 1 "s$round$i" "$(wl cpu_loop)")
+      short="$short $p"
+    done
+    sleep 1
+    for i in 1 2; do
+      on_node 1 kill -USR1 "$(cat "s$round$i.pid")"
+    done
+    for i in 1 2; do expect_status "s$round$i" 0; done
+  done
+  # The long one, busy beside them for 4+ s, did move.
+  retry 300 0.1 is_at 1 "$long" 2 || {
+    policy_moves 1
+    atf_fail "the long job was never moved: the policy did not run"
+  }
+  for p in $short; do
+    if policy_moves 1 | grep -q "moving process $p "; then
+      policy_moves 1
+      atf_fail "short-lived process $p was moved"
+    fi
+  done
+  finish long "$long"
+}
+short_lived_never_moved_cleanup() { cluster_down; }
+
+atf_test_case pinned_never_moves cleanup
+pinned_never_moves_head() {
+  atf_set descr "-L jobs on a loaded node are never moved by the balancer (a job beside them without -L is)"
+  atf_set require.user root
+  atf_set timeout 180
+}
+pinned_never_moves_body() {
+  roam_init
+  cluster_up 2 --cpus-per-node 1 $POLICY
+  pinned=""
+  for i in 1 2 3; do
+    rm -f "p$i.pid" "p$i.status"
+    on_node 1 sh -c 'out=$1; shift; mosrun -L "$@" >"$out.out" 2>&1 & echo $! >"$out.pid"; wait $!; echo $? >"$out.status"' \
+      sh "$PWD/p$i" "$(wl cpu_loop)" </dev/null >/dev/null 2>&1 &
+    retry 200 0.05 test -s "p$i.pid" || atf_fail "job p$i did not start"
+    pinned="$pinned $(cat "p$i.pid")"
+  done
+  free=$(job_start 1 free "$(wl cpu_loop)")
+  wait_line free.out '^READY'
+  retry 300 0.1 is_at 1 "$free" 2 || {
+    policy_moves 1
+    atf_fail "the job without -L was never moved: the policy did not run"
+  }
+  sleep 3
+  [ "$(count_at 1 1 $pinned)" = 3 ] || {
+    on_node 1 mosps
+    atf_fail "a -L job moved"
+  }
+  for p in $pinned; do
+    if policy_moves 1 | grep -q "moving process $p "; then atf_fail "-L process $p was moved"; fi
+  done
+  i=1
+  for p in $pinned; do
+    finish "p$i" "$p"
+    i=$((i + 1))
+  done
+  finish free "$free"
+}
+pinned_never_moves_cleanup() { cluster_down; }
+
+atf_test_case tagged_stays_on_tagged_nodes cleanup
+tagged_stays_on_tagged_nodes_head() {
+  atf_set descr "jobs started with -t x spread to the other node tagged x, never to the untagged idle one"
+  atf_set require.user root
+  atf_set timeout 180
+}
+tagged_stays_on_tagged_nodes_body() {
+  roam_init
+  cluster_up 3 --tag 1:x --tag 3:x $POLICY
+  pids=""
+  for i in 1 2 3 4; do
+    rm -f "t$i.pid" "t$i.status"
+    on_node 1 sh -c 'out=$1; shift; mosrun -t x "$@" >"$out.out" 2>&1 & echo $! >"$out.pid"; wait $!; echo $? >"$out.status"' \
+      sh "$PWD/t$i" "$(wl cpu_loop)" </dev/null >/dev/null 2>&1 &
+    retry 200 0.05 test -s "t$i.pid" || atf_fail "job t$i did not start"
+    pids="$pids $(cat "t$i.pid")"
+  done
+  retry 300 0.1 any_at 1 3 || {
+    on_node 1 mosps
+    policy_moves 1
+    atf_fail "no tagged job went to node 3"
+  }
+  sleep 3
+  on_node 1 mosps
+  [ "$(count_at 1 2 $pids)" = 0 ] || atf_fail "a -t x job is on untagged node 2"
+  if policy_moves 1 | grep -q "to node 2:"; then
+    policy_moves 1
+    atf_fail "the balancer sent a -t x job to untagged node 2"
+  fi
+  i=1
+  for p in $pids; do
+    finish "t$i" "$p"
+    i=$((i + 1))
+  done
+}
+tagged_stays_on_tagged_nodes_cleanup() { cluster_down; }
+
+atf_test_case dead_node_gets_nothing cleanup
+dead_node_gets_nothing_head() {
+  atf_set descr "a node that died ages out; the balancer then spreads jobs over the live nodes only"
+  atf_set require.user root
+  atf_set timeout 180
+}
+dead_node_gets_nothing_body() {
+  roam_init
+  cluster_up 3 $POLICY --set gossip.down_after_steps=5
+  retry 200 0.1 all_up_at 1 3 || atf_fail "node1 does not see all 3 nodes up"
+  atf_check -o ignore -e ignore mosctl cluster stop node3
+  retry 300 0.1 node_is 1 3 down || atf_fail "node1 never saw node3 down"
+  pids=""
+  for i in 1 2 3 4; do
+    pids="$pids $(job_start 1 "d$i" "$(wl cpu_loop)")"
+    wait_line "d$i.out" '^READY'
+  done
+  retry 300 0.1 any_at 1 2 || {
+    policy_moves 1
+    atf_fail "nothing went to node 2"
+  }
+  sleep 3
+  on_node 1 mosps
+  if policy_moves 1 | grep -q "to node 3:"; then
+    policy_moves 1
+    atf_fail "the balancer sent a job to dead node 3"
+  fi
+  i=1
+  for p in $pids; do
+    finish "d$i" "$p"
+    i=$((i + 1))
+  done
+}
+dead_node_gets_nothing_cleanup() { cluster_down; }
+
+atf_test_case io_bound_comes_home cleanup
+io_bound_comes_home_head() {
+  atf_set descr "an unmodified dd moved away, whose reads and writes all go home, is brought home by I/O homing (logged policy io) and ends well"
+  atf_set require.user root
+  atf_set timeout 180
+}
+io_bound_comes_home_body() {
+  roam_init
+  cluster_up 2 --set policy.balance=false --set policy.step_ms=250 --set policy.io_home_calls_per_s=500
+  pid=$(job_start 1 dd dd if=/dev/zero of=/dev/null bs=512 count=2000000000)
+  sleep 0.5
+  migrate_ok 1 "$pid" 2
+  retry 300 0.1 is_at 1 "$pid" 1 || {
+    on_node 1 mosps
+    policy_moves 1
+    atf_fail "the I/O-bound process stayed away"
+  }
+  policy_moves 1 | grep -E "policy io: moving process $pid from node 2 to node 1: [0-9]+ calls/s forwarded home" ||
+    atf_fail "no I/O homing line for $pid"
+  on_node 1 kill -TERM "$pid"
+  expect_status dd 143
+}
+io_bound_comes_home_cleanup() { cluster_down; }
+
+atf_init_test_cases() {
+  atf_add_test_case jobs_spread
+  atf_add_test_case short_lived_never_moved
+  atf_add_test_case pinned_never_moves
+  atf_add_test_case tagged_stays_on_tagged_nodes
+  atf_add_test_case dead_node_gets_nothing
+  atf_add_test_case io_bound_comes_home
+}
