@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make demo: the main job on the embedded default, a local cluster on this
 # machine. Brings up 3 nodes, shows what every node knows of every other,
-# runs a program with mosrun on a node, moves a running program to another
-# node and back, and tears everything down.
+# starts CPU-bound jobs on one node and lets mosd spread them (automatic
+# load balancing), moves a running program to another node and back by
+# hand, and tears everything down.
 set -euo pipefail
 build=$(cd "${1:-build}" && pwd)
 export PATH="$build/bin:$PATH"
@@ -15,7 +16,7 @@ trap cleanup EXIT
 cleanup  # what an interrupted demo may have left
 
 say "bringing up a 3-node local cluster (each node: own namespaces, own mosd)"
-mosctl cluster up -n 3 --set gossip.step_ms=250 --set load.sample_ms=100
+mosctl cluster up -n 3 --set gossip.step_ms=250 --set load.sample_ms=100 --set policy.step_ms=250
 mosctl cluster status
 
 say "waiting for gossip: every node learns every other's load and free memory"
@@ -29,19 +30,32 @@ for n in 1 2 3; do
   mosctl cluster exec node$n -- mosmon --once
 done
 
-say "running a program with mosrun on node2 (4 CPU-bound workers for 5 s)"
-mosctl cluster exec node2 -- mosrun sh -c \
-  'echo "job on $(hostname), pid $$"; for i in 1 2 3 4; do timeout 5 yes >/dev/null & done; wait; echo "job done"' &
-job=$!
-sleep 2
-echo "--- mosps on node2:"
-mosctl cluster exec node2 -- mosps
+say "automatic load balancing: 6 CPU-bound jobs started on node1 spread over the cluster"
+for i in 1 2 3 4 5 6; do
+  mosctl cluster exec node1 -- mosrun python3 -c \
+    'import time
+t = time.monotonic() + 10
+while time.monotonic() < t:
+    pass' &
+done
 sleep 1
-echo "--- node1 sees node2's load rise:"
+echo "--- right after the start, as node1 sees the cluster (all 6 on node1):"
 mosctl cluster exec node1 -- mosmon --once
-wait "$job"
+mosctl cluster exec node1 -- mosps
+spread() {
+  mosctl cluster exec node1 -- mosps --json |
+    python3 -c 'import collections,json,sys; c=collections.Counter(p["where"] for p in json.load(sys.stdin)); sys.exit(0 if len(c) == 3 and max(c.values()) - min(c.values()) <= 1 else 1)'
+}
+for _ in $(seq 40); do spread && break; sleep 0.25; done
+sleep 2
+echo "--- a few seconds later: mosd moved them by itself (WHY policy:load); loads evened out:"
+mosctl cluster exec node1 -- mosps
+mosctl cluster exec node1 -- mosmon --once
+echo "--- the moves node1's mosd decided:"
+grep -E 'policy [a-z]+: moving' "$ROAM_CLUSTER_DIR/node1/mosd.log" | sed 's/^[^ ]* //' || true
+wait
 
-say "moving a running program: started on node1, moved to node2 and back"
+say "moving a running program by hand: started on node1 (mosrun -L: the policies leave it), moved to node2 and back"
 work=$(mktemp -d /var/tmp/roam-demo.XXXXXX)
 trap 'cleanup; rm -rf "$work"' EXIT
 cat >"$work/counter.py" <<'PY'
@@ -58,7 +72,7 @@ for i in range(1, 41):
         pass
 PY
 mosctl cluster exec node1 -- sh -c \
-  "mosrun python3 $work/counter.py >$work/counter.out 2>&1 & echo \$! >$work/counter.pid; wait" &
+  "mosrun -L python3 $work/counter.py >$work/counter.out 2>&1 & echo \$! >$work/counter.pid; wait" &
 runner=$!
 for _ in $(seq 100); do [ -s $work/counter.pid ] && grep -q "counter pid" $work/counter.out 2>/dev/null && break; sleep 0.05; done
 pid=$(cat $work/counter.pid)
