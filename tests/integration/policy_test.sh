@@ -44,6 +44,11 @@ node_is() { [ "$(node_state "$1" "$2")" = "$3" ]; }
 # is_at NODE PID WANT: mosps of NODE shows PID at node WANT (for retry).
 is_at() { [ "$(where "$1" "$2")" = "$3" ]; }
 
+# node1_has_room MIB: node1 sees its own free memory above MIB (for retry).
+node1_has_room() {
+  [ "$(json_get 1 "next(n['free_mem'] for n in s['nodes'] if n['self']) >> 20")" -gt "$1" ]
+}
+
 # policy_moves NODE: the policy moves node NODE's mosd logged.
 policy_moves() { grep -E 'policy [a-z]+: moving process' "$(mosd_log "$1")" || true; }
 
@@ -268,6 +273,42 @@ io_bound_comes_home_body() {
 }
 io_bound_comes_home_cleanup() { cluster_down; }
 
+atf_test_case memory_ushering cleanup
+memory_ushering_head() {
+  atf_set descr "node1 limited to 512 MiB: 150 MiB jobs started there one after another are ushered to node2 as free memory runs low; none is OOM-killed, all verify their memory"
+  atf_set require.user root
+  atf_set timeout 300
+}
+memory_ushering_body() {
+  roam_init
+  cluster_up 2 --mem-per-node 512 --set policy.usher=true --set policy.usher_free_mb=160 --set policy.step_ms=250
+  pids=""
+  for i in 1 2 3 4 5; do
+    # Room for the next one (150 MiB above the 160 MiB threshold) comes
+    # only if ushering made it.
+    retry 400 0.1 node1_has_room 330 || {
+      on_node 1 mosps
+      on_node 1 mosmon --once
+      policy_moves 1
+      atf_fail "node1 never had room for job $i: nothing was ushered"
+    }
+    p=$(job_start 1 "m$i" "$(wl mem_pattern)" 150)
+    wait_line "m$i.out" '^READY'
+    pids="$pids $p"
+    sleep 1
+  done
+  on_node 1 mosps
+  policy_moves 1
+  [ "$(count_at 1 2 $pids)" -ge 2 ] || atf_fail "fewer than 2 jobs were ushered to node2"
+  policy_moves 1 | grep -q "policy memory: moving process" || atf_fail "no memory ushering logged"
+  i=1
+  for p in $pids; do
+    finish "m$i" "$p"
+    i=$((i + 1))
+  done
+}
+memory_ushering_cleanup() { cluster_down; }
+
 atf_init_test_cases() {
   atf_add_test_case jobs_spread
   atf_add_test_case short_lived_never_moved
@@ -275,4 +316,5 @@ atf_init_test_cases() {
   atf_add_test_case tagged_stays_on_tagged_nodes
   atf_add_test_case dead_node_gets_nothing
   atf_add_test_case io_bound_comes_home
+  atf_add_test_case memory_ushering
 }
