@@ -152,7 +152,8 @@ class Child {
   int wait(double timeout_s, const std::string& what) {
     auto start = Clock::now();
     while (!poll()) {
-      if (seconds_since(start) > timeout_s) throw roam::UserError(fmt::format("{} did not end within {:.0f} s", what, timeout_s));
+      if (seconds_since(start) > timeout_s)
+        throw roam::UserError(fmt::format("{} did not end within {:.0f} s", what, timeout_s));
       nap(0.005);
     }
     return code_;
@@ -229,13 +230,19 @@ class Cluster {
     }
     auto& [code, out] = result;
     if (code == 0) return;
-    // One line: what mosctl said, and what node1's mosd said before it died
-    // (an unknown setting names the policy.* key that mosd lacks).
-    std::string mosd_said = last_line(read_text(env.dir / "node1" / "mosd.log"));
+    // One line: what mosctl said or, when a mosd refused a setting (a
+    // policy.* key it does not know), that mosd's line, read before down
+    // removes the logs.
+    std::string refused;
+    for (int i = 1; i <= nodes && refused.empty(); ++i) {
+      std::istringstream log(read_text(env.dir / fmt::format("node{}", i) / "mosd.log"));
+      for (std::string line; std::getline(log, line);)
+        if (line.find("unknown setting") != std::string::npos) refused = fmt::format("node{}'s {}", i, line);
+    }
     std::string msg = fmt::format("cannot bring up a cluster (mosctl cluster up -n {}{}): {}", nodes,
                                   settings.empty() ? "" : " --set " + fmt::format("{}", fmt::join(settings, " --set ")),
-                                  mosd_said.empty() ? last_line(out) : "node1's " + mosd_said);
-    if (mosd_said.find("unknown setting") != std::string::npos)
+                                  refused.empty() ? last_line(out) : refused);
+    if (!refused.empty())
       msg += " -- this mosd lacks the policies (not merged yet?): run with --no-policy-settings "
              "(make bench-balance BENCH_BALANCE_FLAGS=--no-policy-settings)";
     take_down();
