@@ -654,6 +654,10 @@ int main(int argc, char** argv) {
       std::printf("  W = %.2f s: the CPU time of one job of cpu_work %llu (calibrated to about %.1f s; %.2f s wall, start "
                   "to exit, alone on node1)\n",
                   w, static_cast<unsigned long long>(units), target_s, w_wall);
+      if (w_wall > 1.1 * w)
+        std::printf("  (warning: alone, the job got only %.0f%% of node1's CPU: other work shares these CPUs, and every "
+                    "makespan above includes it)\n",
+                    100 * w / w_wall);
       std::fflush(stdout);
       if (!skip_four) {
         // --cpus-per-node 1 on 4 nodes gives nodes 1,3 the first CPU and 2,4
