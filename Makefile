@@ -15,7 +15,7 @@ DEB_PACKAGES := g++ make cmake pkg-config \
 	clang libclang-rt-14-dev \
 	kyua atf-sh iproute2 tmux procps util-linux coreutils python3
 
-.PHONY: all deps build fuzz-build check demo fuzz bench gossip-sim clean
+.PHONY: all deps build fuzz-build check demo fuzz bench bench-balance gossip-sim clean
 
 all: build
 
@@ -59,6 +59,14 @@ gossip-sim: build
 bench: build
 	$(BUILD)/bench/baselines
 	$(BUILD)/bench/migration_bench
+
+# make bench-balance: the automatic policies on real local clusters (root):
+# makespan of 8 CPU-bound jobs with balancing, without, and the ideal, on 2
+# and 4 nodes; memory ushering on nodes with a memory limit. Clusters in
+# /run/roam-bench-balance. BENCH_BALANCE_FLAGS passes flags, e.g.
+# --no-policy-settings for a mosd without the policies.
+bench-balance: build
+	$(BUILD)/bench/balance_bench $(BENCH_BALANCE_FLAGS)
 
 clean:
 	rm -rf $(BUILD) $(FUZZ_BUILD)

@@ -139,6 +139,31 @@ CpusetSource cpuset_source(const Mounts& m) {
   return CpusetSource::none;
 }
 
+MemorySource memory_source(const Mounts& m) {
+  if (!m.unified.empty()) {
+    std::error_code ec;
+    if (fs::exists(m.unified / "cgroup.controllers", ec) &&
+        has_word(read_file(m.unified / "cgroup.controllers"), "memory", ' '))
+      return MemorySource::v2;
+  }
+  if (!m.memory_v1.empty()) return MemorySource::v1;
+  return MemorySource::none;
+}
+
+void limit_memory(const fs::path& dir, MemorySource source, uint64_t bytes) {
+  ROAM_ASSERT(source != MemorySource::none, fmt::format("no memory controller for {}", dir.string()));
+  std::error_code ec;
+  std::string value = fmt::format("{}", bytes);
+  if (source == MemorySource::v2) {
+    write_file(dir / "memory.max", value);
+    if (fs::exists(dir / "memory.swap.max", ec)) write_file(dir / "memory.swap.max", "0");
+    return;
+  }
+  // memsw (memory + swap) may never be below the memory limit: set that first.
+  write_file(dir / "memory.limit_in_bytes", value);
+  if (fs::exists(dir / "memory.memsw.limit_in_bytes", ec)) write_file(dir / "memory.memsw.limit_in_bytes", value);
+}
+
 std::vector<int> parse_cpu_list(std::string_view text) {
   std::set<int> cpus;
   auto bad = [&] { return UserError(fmt::format("bad CPU list '{}'", text)); };

@@ -33,6 +33,7 @@ using std::chrono::milliseconds;
 // Marks a /run/roam that a local cluster created on the host, so that the
 // down() of whichever cluster ends last removes it.
 constexpr const char* kMadeByMark = "trusted.roam.local_cluster";
+constexpr int kMinMemPerNodeMb = 16;
 
 fs::path normalized(const fs::path& dir) {
   fs::path p = fs::absolute(dir).lexically_normal();
@@ -76,6 +77,9 @@ void validate(const UpOptions& o, const fs::path& dir) {
   if (o.nodes < 1 || o.nodes > kMaxNodes)
     throw UserError(fmt::format("the number of nodes must be 1..{} (got {})", kMaxNodes, o.nodes));
   if (o.cpus_per_node < 0) throw UserError(fmt::format("--cpus-per-node must be 1 or more (got {})", o.cpus_per_node));
+  // Below a few MiB the node's own init and mosd could not even start.
+  if (o.mem_per_node_mb != 0 && o.mem_per_node_mb < kMinMemPerNodeMb)
+    throw UserError(fmt::format("--mem-per-node must be at least {} (MiB; got {})", kMinMemPerNodeMb, o.mem_per_node_mb));
   for (const auto& [key, value] : o.settings) {
     if (key.empty() || key.find_first_of(" \t\n#=") != std::string::npos)
       throw UserError(fmt::format("bad setting name '{}' (expected KEY=VALUE, e.g. gossip.step_ms=200)", key));
@@ -207,7 +211,7 @@ std::vector<fs::path> cluster_cgroups(const fs::path& dir, const std::optional<S
   for (const auto& mount : cgroup::find_mounts().all)
     if (fs::is_directory(mount / name, ec)) trees.push_back(mount / name);
   if (st)
-    for (const fs::path& p : {st->cgroup, st->cpuset_cgroup})
+    for (const fs::path& p : {st->cgroup, st->cpuset_cgroup, st->memory_cgroup})
       if (!p.empty() && fs::is_directory(p, ec) && std::find(trees.begin(), trees.end(), p) == trees.end())
         trees.push_back(p);
   return trees;
@@ -293,10 +297,12 @@ DownReport take_down(const fs::path& dir, bool keep_logs) {
     if (!removed) report.warnings.push_back(fmt::format("cannot remove cgroup {}: it is still in use", t.string()));
   }
   // Put the v2 root's controllers back as they were. The kernel refuses
-  // (EBUSY) while another cgroup, say another local cluster's, uses cpuset.
-  if (st && st->enabled_root_cpuset) {
+  // (EBUSY) while another cgroup, say another local cluster's, uses them.
+  for (auto [enabled, controller] : {std::pair{st && st->enabled_root_cpuset, "-cpuset"},
+                                      std::pair{st && st->enabled_root_memory, "-memory"}}) {
+    if (!enabled) continue;
     try {
-      cgroup::write_file(st->cgroup.parent_path() / "cgroup.subtree_control", "-cpuset");
+      cgroup::write_file(st->cgroup.parent_path() / "cgroup.subtree_control", controller);
     } catch (const SysError&) {
     }
   }
@@ -363,6 +369,12 @@ void up(const UpOptions& o) {
       throw UserError(fmt::format("--cpus-per-node {} is more than the {} CPUs this machine has", o.cpus_per_node,
                                   available.size()));
   }
+  auto memory = cgroup::MemorySource::none;
+  if (o.mem_per_node_mb > 0) {
+    memory = cgroup::memory_source(mounts);
+    if (memory == cgroup::MemorySource::none)
+      throw UserError("--mem-per-node needs the memory controller, which this machine has neither in cgroup v2 nor as a v1 hierarchy");
+  }
 
   if (auto existing = load_state(dir))
     throw UserError(fmt::format("a cluster is already up in {} ({} nodes); run 'mosctl cluster down' first", dir.string(),
@@ -388,9 +400,11 @@ void up(const UpOptions& o) {
   st.dir = dir;
   st.nodes = o.nodes;
   st.cpus_per_node = o.cpus_per_node;
+  st.mem_per_node_mb = o.mem_per_node_mb;
   st.mosd = mosd;
   st.cgroup = mounts.unified / name;
   if (cpuset == cgroup::CpusetSource::v1) st.cpuset_cgroup = mounts.cpuset_v1 / name;
+  if (memory == cgroup::MemorySource::v1) st.memory_cgroup = mounts.memory_v1 / name;
   fs::create_directories(dir, ec);
   if (ec) throw SysError(fmt::format("mkdir {}", dir.string()), ec.value());
   // Claims DIR: of two concurrent up()s, only one creates the state file.
@@ -425,6 +439,11 @@ void up(const UpOptions& o) {
       cgroup::write_file(st.cpuset_cgroup / "cpuset.cpus", cgroup::read_file(mounts.cpuset_v1 / "cpuset.cpus"));
       cgroup::write_file(st.cpuset_cgroup / "cpuset.mems", cgroup::read_file(mounts.cpuset_v1 / "cpuset.mems"));
     }
+    if (memory == cgroup::MemorySource::v2) {
+      st.enabled_root_memory = cgroup::enable_controller(mounts.unified, st.cgroup / "node1", "memory");
+      save_state(st);
+    }
+    if (memory == cgroup::MemorySource::v1) cgroup::make(st.memory_cgroup);
     cgroup::make(st.cgroup / "bridge");
     st.bridge = spawn_bridge_holder(st.cgroup / "bridge");
     save_state(st);
@@ -443,6 +462,11 @@ void up(const UpOptions& o) {
           cgroup::write_file(st.node_cpuset_cgroup(i) / "cpuset.mems", cgroup::read_file(st.cpuset_cgroup / "cpuset.mems"));
         }
       }
+      if (memory != cgroup::MemorySource::none) {
+        fs::path cg = memory == cgroup::MemorySource::v2 ? st.node_cgroup(i) : st.node_memory_cgroup(i);
+        if (memory == cgroup::MemorySource::v1) cgroup::make(cg);
+        cgroup::limit_memory(cg, memory, static_cast<uint64_t>(o.mem_per_node_mb) << 20);
+      }
       NodeSpawn spawn;
       spawn.node = i;
       spawn.dir = dir;
@@ -453,6 +477,7 @@ void up(const UpOptions& o) {
       if (!exe_ec) spawn.shared.push_back(exe.parent_path().parent_path());
       spawn.cgroup = st.node_cgroup(i);
       spawn.cpuset_cgroup = st.node_cpuset_cgroup(i);
+      spawn.memory_cgroup = st.node_memory_cgroup(i);
       rec.init = spawn_node_init(spawn);
       st.node_records.push_back(rec);
       save_state(st);
@@ -497,6 +522,7 @@ ClusterStatus status(const fs::path& dir_in) {
     s.address = node_address(rec.node);
     s.port = kDefaultPort;
     s.cpus = rec.cpus;
+    s.mem_limit_mb = st.mem_per_node_mb;
     if (s.init_alive) {
       try {
         std::string reply = init_request(dir, rec, "status");

@@ -64,11 +64,14 @@ struct State {
   std::string phase = "starting";  // "starting" while up() runs, then "up"
   int nodes = 0;
   int cpus_per_node = 0;
+  int mem_per_node_mb = 0;
   fs::path mosd;
   fs::path cgroup;         // this cluster's cgroup in the v2 hierarchy
   fs::path cpuset_cgroup;  // this cluster's cgroup in a v1 cpuset hierarchy, or empty
+  fs::path memory_cgroup;  // this cluster's cgroup in a v1 memory hierarchy, or empty
   bool made_node_state_dir = false;  // up() created /run/roam on the host
   bool enabled_root_cpuset = false;  // up() enabled cpuset in the v2 root's subtree_control
+  bool enabled_root_memory = false;  // up() enabled memory in the v2 root's subtree_control
   ProcessRef bridge;
   std::vector<NodeRecord> node_records;
 
@@ -77,6 +80,11 @@ struct State {
   fs::path node_cpuset_cgroup(int node) const {
     return cpuset_cgroup.empty() ? fs::path() : cpuset_cgroup / fmt_node(node);
   }
+  fs::path node_memory_cgroup(int node) const {
+    return memory_cgroup.empty() ? fs::path() : memory_cgroup / fmt_node(node);
+  }
+  // The node's cgroups in every hierarchy: v2, then v1 cpuset and memory where used.
+  std::vector<fs::path> node_cgroups(int node) const;
   static std::string fmt_node(int node);
 };
 
@@ -101,6 +109,7 @@ struct NodeSpawn {
   fs::path mosd;
   fs::path cgroup;         // the node's v2 cgroup
   fs::path cpuset_cgroup;  // the node's v1 cpuset cgroup, or empty
+  fs::path memory_cgroup;  // the node's v1 memory cgroup, or empty
   std::vector<fs::path> shared;  // host folders kept visible at the same path (UpOptions::shared)
   std::chrono::milliseconds timeout{10000};
 };

@@ -133,8 +133,7 @@ int exec(const fs::path& dir_in, int node, const std::vector<std::string>& args)
                                 node_name(node), rec.init.pid));
 
   std::vector<FileDesc> cgroup_files;
-  for (const fs::path& cg : {st.node_cgroup(node), st.node_cpuset_cgroup(node)}) {
-    if (cg.empty()) continue;
+  for (const fs::path& cg : st.node_cgroups(node)) {
     FileDesc fd(::open((cg / "cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
     if (!fd) throw SysError(fmt::format("open {}", (cg / "cgroup.procs").string()), errno);
     cgroup_files.push_back(std::move(fd));

@@ -307,6 +307,7 @@ void helper(const NodeSpawn& spawn, int report_fd, int dir_fd, int mosd_fd) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   cgroup::attach(spawn.cgroup, 0);
   if (!spawn.cpuset_cgroup.empty()) cgroup::attach(spawn.cpuset_cgroup, 0);
+  if (!spawn.memory_cgroup.empty()) cgroup::attach(spawn.memory_cgroup, 0);
   check(::unshare(CLONE_NEWTIME), "unshare time namespace");
   write_clock_offsets(spawn.node);
   check(::unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWPID), "unshare namespaces");

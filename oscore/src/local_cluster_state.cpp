@@ -37,6 +37,13 @@ const NodeRecord* State::find(int node) const {
   return nullptr;
 }
 
+std::vector<fs::path> State::node_cgroups(int node) const {
+  std::vector<fs::path> out{node_cgroup(node)};
+  for (fs::path p : {node_cpuset_cgroup(node), node_memory_cgroup(node)})
+    if (!p.empty()) out.push_back(p);
+  return out;
+}
+
 fs::path state_file(const fs::path& dir) { return dir / "state"; }
 
 std::optional<State> load_state(const fs::path& dir) {
@@ -57,6 +64,10 @@ std::optional<State> load_state(const fs::path& dir) {
     s.mosd = j.at("mosd").get<std::string>();
     s.cgroup = j.at("cgroup").get<std::string>();
     s.cpuset_cgroup = j.at("cpuset_cgroup").get<std::string>();
+    // Absent from the state of a cluster brought up before memory limits existed.
+    s.mem_per_node_mb = j.value("mem_per_node_mb", 0);
+    s.memory_cgroup = j.value("memory_cgroup", std::string());
+    s.enabled_root_memory = j.value("enabled_root_memory", false);
     s.made_node_state_dir = j.at("made_node_state_dir").get<bool>();
     s.enabled_root_cpuset = j.value("enabled_root_cpuset", false);
     s.bridge = process_from_json(j.at("bridge"));
@@ -90,6 +101,9 @@ void save_state(const State& s) {
   j["mosd"] = s.mosd.string();
   j["cgroup"] = s.cgroup.string();
   j["cpuset_cgroup"] = s.cpuset_cgroup.string();
+  j["mem_per_node_mb"] = s.mem_per_node_mb;
+  j["memory_cgroup"] = s.memory_cgroup.string();
+  j["enabled_root_memory"] = s.enabled_root_memory;
   j["made_node_state_dir"] = s.made_node_state_dir;
   j["enabled_root_cpuset"] = s.enabled_root_cpuset;
   j["bridge"] = s.bridge.empty() ? nlohmann::json() : to_json(s.bridge);

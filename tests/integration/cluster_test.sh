@@ -132,6 +132,78 @@ cpus_per_node_body() {
 }
 cpus_per_node_cleanup() { cluster_down; }
 
+# The cgroup name of this cluster (local_cluster.hpp): DIR's base name when it
+# starts with "roam", else roam-cluster-BASENAME.
+cluster_cgroup_name() {
+  _ccn=$(basename "$ROAM_CLUSTER_DIR")
+  case $_ccn in
+  roam*) echo "$_ccn" ;;
+  *) echo "roam-cluster-$_ccn" ;;
+  esac
+}
+
+# The file holding node I's memory limit: memory.max in the cgroup2 tree when
+# its root offers the memory controller (pure v2), else memory.limit_in_bytes
+# in the v1 memory hierarchy (hybrid hosts), as the local cluster chooses.
+memory_limit_file() {
+  _mlf_name=$(cluster_cgroup_name)
+  _mlf_v2=$(awk '$(NF-2) == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
+  if [ -n "$_mlf_v2" ] && grep -qw memory "$_mlf_v2/cgroup.controllers" 2>/dev/null; then
+    echo "$_mlf_v2/$_mlf_name/node$1/memory.max"
+    return
+  fi
+  _mlf_v1=$(awk '$(NF-2) == "cgroup" && $NF ~ /(^|,)memory(,|$)/ { print $5; exit }' /proc/self/mountinfo)
+  [ -n "$_mlf_v1" ] || atf_skip "no memory controller (neither cgroup v2 nor v1)"
+  echo "$_mlf_v1/$_mlf_name/node$1/memory.limit_in_bytes"
+}
+
+atf_test_case mem_per_node cleanup
+mem_per_node_head() {
+  atf_set descr "--mem-per-node limits each node's memory: a memory cgroup, gossiped free memory within it, OOM kill past it; down removes it"
+  atf_set require.user root
+  atf_set timeout 180
+}
+mem_per_node_body() {
+  roam_init
+  limit_file=$(memory_limit_file 1)
+  cluster_up 2 --mem-per-node 256
+  for i in 1 2; do
+    f=$(memory_limit_file $i)
+    [ -f "$f" ] || atf_fail "node$i has no memory cgroup ($f)"
+    atf_check -o "inline:268435456\n" cat "$f"
+  done
+  # Every process of the node is in it (mosd maybe in a v2 child): its
+  # mosd, a command exec'd there.
+  case $limit_file in
+  */memory.max) hier="0:" ;;
+  *) hier="[0-9]+:([a-z_]+,)*memory(,[a-z_=]+)*" ;;
+  esac
+  in_node1_memcg="^$hier:/$(cluster_cgroup_name)/node1(/|\$)"
+  mosd1=$(mosctl cluster status --json | python3 -c 'import json,sys; print(next(n["mosd_pid"] for n in json.load(sys.stdin)["nodes"] if n["node"]==1))')
+  grep -Eq "$in_node1_memcg" "/proc/$mosd1/cgroup" || atf_fail "node1's mosd ($mosd1) is not in node1's memory cgroup"
+  on_node 1 cat /proc/self/cgroup >exec.cgroup
+  grep -Eq "$in_node1_memcg" exec.cgroup || atf_fail "a command exec'd in node1 is not in node1's memory cgroup"
+  # node1's free memory as node2 learned it by gossip is within the limit.
+  retry 50 0.2 all_up_at 2 2 || atf_fail "node2 never saw both nodes"
+  free=$(json_get 2 "next(n['free_mem'] for n in s['nodes'] if n['node']==1)")
+  total=$(json_get 2 "next(n['total_mem'] for n in s['nodes'] if n['node']==1)")
+  [ "$free" -le 268435456 ] || atf_fail "node1 gossips $free bytes free, more than its 256 MiB limit"
+  [ "$total" -le 268435456 ] || atf_fail "node1 gossips $total bytes in all, more than its 256 MiB limit"
+  # A job touching more than the limit is OOM-killed on its node (SIGKILL).
+  job_start 1 big "$ROAM_TESTS/workloads/mem_pattern" 300 >/dev/null
+  expect_status big 137
+  # Below the limit, a job lives on and verifies its memory.
+  small=$(job_start 1 small "$ROAM_TESTS/workloads/mem_pattern" 64)
+  wait_line small.out "^READY"
+  on_node 1 kill -USR1 "$small"
+  expect_status small 0
+  atf_check -o ignore -e ignore mosctl cluster down
+  name=$(cluster_cgroup_name)
+  left=$(find /sys/fs/cgroup -maxdepth 2 -name "$name" 2>/dev/null)
+  [ -z "$left" ] || atf_fail "down left cgroups behind: $left"
+}
+mem_per_node_cleanup() { cluster_down; }
+
 atf_test_case bad_usage cleanup
 bad_usage_head() {
   atf_set descr "mosctl cluster refuses bad input with one clear line"
@@ -153,5 +225,6 @@ atf_init_test_cases() {
   atf_add_test_case shared_folder
   atf_add_test_case down_after_crash
   atf_add_test_case cpus_per_node
+  atf_add_test_case mem_per_node
   atf_add_test_case bad_usage
 }

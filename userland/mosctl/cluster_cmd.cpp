@@ -29,14 +29,16 @@ std::pair<std::string, std::string> split_setting(const std::string& text) {
 
 void print_status(const cluster::ClusterStatus& cs) {
   const auto& nodes = cs.nodes;
-  std::printf("%-7s %-8s %-6s %-8s %-9s %-16s %s\n", "NODE", "INIT-PID", "INIT", "MOSD-PID", "MOSD", "ADDRESS", "CPUS");
+  std::printf("%-7s %-8s %-6s %-8s %-9s %-16s %-6s %s\n", "NODE", "INIT-PID", "INIT", "MOSD-PID", "MOSD", "ADDRESS", "CPUS",
+              "MEMORY");
   for (const auto& n : nodes) {
     std::string mosd_pid = n.mosd_alive ? std::to_string(n.mosd_pid ? n.mosd_pid : n.mosd_node_pid) : "-";
     const char* mosd = !n.mosd_alive ? "down" : n.mosd_socket ? "up" : "starting";
     std::string address = fmt::format("{}:{}", n.address, n.port);
-    std::printf("%-7s %-8d %-6s %-8s %-9s %-16s %s\n", cluster::node_name(n.node).c_str(), n.init_pid,
+    std::string memory = n.mem_limit_mb > 0 ? fmt::format("{} MiB", n.mem_limit_mb) : "all";
+    std::printf("%-7s %-8d %-6s %-8s %-9s %-16s %-6s %s\n", cluster::node_name(n.node).c_str(), n.init_pid,
                 n.init_alive ? "alive" : "dead", mosd_pid.c_str(), mosd, address.c_str(),
-                n.cpus.empty() ? "all" : n.cpus.c_str());
+                n.cpus.empty() ? "all" : n.cpus.c_str(), memory.c_str());
   }
   if (cs.phase != "up")
     std::printf("(mosctl cluster up has not finished: it is still running, or it was killed; 'mosctl cluster down' "
@@ -63,7 +65,8 @@ void print_status_json(const cluster::ClusterStatus& cs) {
                           {"mosd_socket", n.mosd_socket},
                           {"address", n.address},
                           {"port", n.port},
-                          {"cpus", n.cpus.empty() ? nlohmann::json() : nlohmann::json(n.cpus)}});
+                          {"cpus", n.cpus.empty() ? nlohmann::json() : nlohmann::json(n.cpus)},
+                          {"mem_limit_mb", n.mem_limit_mb > 0 ? nlohmann::json(n.mem_limit_mb) : nlohmann::json()}});
   }
   std::printf("%s\n", j.dump(2).c_str());
 }
@@ -85,6 +88,8 @@ void add_cluster_commands(CLI::App& app) {
     auto timeout_s = std::make_shared<double>(10);
     sub->add_option("-n,--nodes", opt->nodes, "number of nodes (node1..nodeN at 10.77.0.1..N)")->required();
     sub->add_option("--cpus-per-node", opt->cpus_per_node, "pin each node to its own K CPUs (a cpuset)");
+    sub->add_option("--mem-per-node", opt->mem_per_node_mb,
+                    "limit all of each node's processes to MB MiB of memory, swap included (a memory cgroup)");
     sub->add_option("--mosd", *mosd, "the mosd to run (default: mosd beside this mosctl)");
     sub->add_option("--set", *settings, "an extra cluster.conf setting KEY=VALUE (repeatable)");
     sub->add_option("--tag", *tags, "a tag for a node's map line, I:TAG (repeatable)");
@@ -132,7 +137,7 @@ void add_cluster_commands(CLI::App& app) {
   }
 
   {
-    auto* sub = cl->add_subcommand("status", "one line per node: init, mosd, address, CPUs");
+    auto* sub = cl->add_subcommand("status", "one line per node: init, mosd, address, CPUs, memory limit");
     auto dir = std::make_shared<std::string>(cluster::default_dir().string());
     auto json = std::make_shared<bool>(false);
     sub->add_flag("--json", *json, "print JSON");

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -32,6 +33,18 @@ enum class CpusetSource { none, v2, v1 };
 // v2 when the cgroup2 root offers the controller, else v1 when a v1 cpuset
 // hierarchy is mounted, else none.
 CpusetSource cpuset_source(const Mounts& m);
+
+// Where a memory limit for our own cgroups comes from: v2 when the cgroup2
+// root offers the memory controller, else v1 when a v1 memory hierarchy is
+// mounted, else none.
+enum class MemorySource { none, v2, v1 };
+MemorySource memory_source(const Mounts& m);
+
+// Puts the cgroup `dir` (made already) under a limit of `bytes` and lets it
+// use no swap beyond that where the controller can say so: v2 memory.max and
+// memory.swap.max = 0; v1 memory.limit_in_bytes and memory.memsw.limit_in_bytes
+// = the same (a kernel without swap accounting lacks the swap files: skipped).
+void limit_memory(const std::filesystem::path& dir, MemorySource source, uint64_t bytes);
 
 // "0-3,8,10-11" <-> {0,1,2,3,8,10,11}. Throws UserError on bad text.
 std::vector<int> parse_cpu_list(std::string_view text);

@@ -14,7 +14,9 @@
 //   time   CLOCK_MONOTONIC and CLOCK_BOOTTIME offset by I*1000 s
 //   cgroup the init and everything under it is in CG/nodeI of the v2
 //          hierarchy and, with cpus_per_node, of a cpuset (v2, or the v1
-//          cpuset hierarchy on hybrid hosts). CG is DIR's base name when it
+//          cpuset hierarchy on hybrid hosts); with mem_per_node_mb, under a
+//          memory limit (v2 memory.max, or the v1 memory hierarchy on
+//          hybrid hosts), swap included where the kernel accounts it. CG is DIR's base name when it
 //          starts with "roam" (roam-cluster for the default DIR), else
 //          roam-cluster-BASENAME. No cgroup namespace: mosd finds its own
 //          cgroup through /proc/self/cgroup under the host's /sys/fs/cgroup,
@@ -69,6 +71,7 @@ struct UpOptions {
   std::filesystem::path dir = default_dir();
   int nodes = 0;
   int cpus_per_node = 0;      // 0: not pinned
+  int mem_per_node_mb = 0;    // 0: no memory limit; else MiB for all of a node's processes
   std::filesystem::path mosd;  // empty: "mosd" beside the running executable (/proc/self/exe)
   std::vector<std::pair<std::string, std::string>> settings;  // extra cluster.conf lines KEY = VALUE
   std::vector<std::pair<int, std::string>> tags;               // (node, tag) for the map's node lines
@@ -108,6 +111,7 @@ struct NodeStatus {
   std::string address;       // "10.77.0.I"
   uint16_t port = 0;
   std::string cpus;          // "0-1", or empty when not pinned
+  int mem_limit_mb = 0;      // the node's memory limit in MiB, 0 when it has none
 };
 
 struct ClusterStatus {
