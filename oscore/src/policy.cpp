@@ -52,13 +52,24 @@ double Engine::expected_load(const NodeView& n, int64_t now_ms) const {
   return std::max(0.0, load);
 }
 
+uint64_t Engine::expected_free(const NodeView& n, int64_t now_ms) const {
+  int64_t free = static_cast<int64_t>(n.free_mem);
+  int64_t info_ms = now_ms - static_cast<int64_t>(n.age_ms);
+  for (const Recent& r : recent_) {
+    if (info_ms >= r.settled_ms) continue;
+    if (r.to == n.node) free -= static_cast<int64_t>(r.bytes);
+    if (r.from == n.node) free += static_cast<int64_t>(r.bytes);
+  }
+  return static_cast<uint64_t>(std::max<int64_t>(0, free));
+}
+
 bool Engine::resting(const Proc& p, int64_t now_ms) const {
   return p.moving || (p.last_move_ms >= 0 && now_ms - p.last_move_ms < s_.cooldown_ms);
 }
 
 void Engine::moved(const Decision& d, int64_t now_ms, double move_s) {
   recent_.push_back({now_ms, now_ms + static_cast<int64_t>(move_s * 1000) + s_.settle_ms, d.from, d.to, d.from_share,
-                     d.to_share});
+                     d.to_share, d.bytes});
 }
 
 std::optional<Decision> Engine::step(std::span<const Proc> procs, std::span<const NodeView> nodes, int64_t now_ms,
@@ -78,6 +89,7 @@ std::optional<Decision> Engine::step(std::span<const Proc> procs, std::span<cons
     bool loads = p && p->cpu_demand >= kCpuBound;
     d->from_share = from && loads ? share_of(*from) : 0;
     d->to_share = to && loads ? share_of(*to) : 0;
+    d->bytes = p ? p->rss : 0;
   }
   return d;
 }
@@ -106,7 +118,7 @@ std::optional<Decision> Engine::ushering(std::span<const Proc> procs, std::span<
     if (!p.placement.policy_may_move() || resting(p, now_ms)) continue;
     const NodeView* n = find(nodes, p.node);
     if (!n || !n->up || n->total_mem == 0) continue;
-    if (n->free_mem >= usher_threshold(n->total_mem)) continue;
+    if (expected_free(*n, now_ms) >= usher_threshold(n->total_mem)) continue;
     if (!pick || p.rss > pick->rss) {
       pick = &p;
       short_node = n;
@@ -118,15 +130,16 @@ std::optional<Decision> Engine::ushering(std::span<const Proc> procs, std::span<
     if (t.node == pick->node || t.total_mem == 0) continue;
     if (!placement::unfit(pick->placement, t, pick->node).empty()) continue;
     // Room for it, and the node stays above its own threshold.
-    if (t.free_mem < pick->rss + usher_threshold(t.total_mem)) continue;
-    if (!best || t.free_mem > best->free_mem) best = &t;
+    uint64_t room = expected_free(t, now_ms);
+    if (room < pick->rss + usher_threshold(t.total_mem)) continue;
+    if (!best || room > expected_free(*best, now_ms)) best = &t;
   }
   if (!best) return std::nullopt;
   return Decision{pick->pid, pick->node, best->node, "memory",
                   fmt::format("node {} has {} MiB free (threshold {} MiB); node {} has {} MiB for its {} MiB",
-                              short_node->node, short_node->free_mem >> 20,
-                              usher_threshold(short_node->total_mem) >> 20, best->node, best->free_mem >> 20,
-                              pick->rss >> 20)};
+                              short_node->node, expected_free(*short_node, now_ms) >> 20,
+                              usher_threshold(short_node->total_mem) >> 20, best->node,
+                              expected_free(*best, now_ms) >> 20, pick->rss >> 20)};
 }
 
 std::optional<Decision> Engine::balancing(std::span<const Proc> procs, std::span<const NodeView> nodes, int64_t now_ms,

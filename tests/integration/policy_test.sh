@@ -284,9 +284,10 @@ memory_ushering_body() {
   cluster_up 2 --mem-per-node 512 --set policy.usher=true --set policy.usher_free_mb=160 --set policy.step_ms=250
   pids=""
   for i in 1 2 3 4 5; do
-    # Room for the next one (150 MiB above the 160 MiB threshold) comes
-    # only if ushering made it.
-    retry 400 0.1 node1_has_room 330 || {
+    # Room for the next one (150 MiB and some): from the third on, it
+    # comes only if ushering moved one away when free memory fell below
+    # 160 MiB.
+    retry 400 0.1 node1_has_room 190 || {
       on_node 1 mosps
       on_node 1 mosmon --once
       policy_moves 1

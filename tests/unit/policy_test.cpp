@@ -197,6 +197,25 @@ TEST(Usher, NoTargetWithoutRoomAboveItsOwnThreshold) {
   EXPECT_FALSE(decide(e, {big}, {n1, n2}));
 }
 
+TEST(Usher, AMoveUnderWayCountsBeforeTheNodesReportIt) {
+  // One process ushered off a node: the next step, before any node reports
+  // the memory moved, does not usher a second one for the same shortage.
+  Engine e({.usher_free_bytes = 160 * kMiB});
+  NodeView n1 = node(1, 100, true), n2 = node(2, 100);
+  n1.free_mem = 60 * kMiB;
+  n2.free_mem = 2000 * kMiB;
+  Proc a = busy(10), b = busy(11);
+  a.cpu_demand = b.cpu_demand = 0;
+  a.rss = b.rss = 150 * kMiB;
+  auto d = decide(e, {a, b}, {n1, n2}, 100000);
+  ASSERT_TRUE(d);
+  e.moved(*d, 100000, 1.0);
+  a.moving = true;
+  EXPECT_FALSE(decide(e, {a, b}, {n1, n2}, 100250));
+  EXPECT_EQ(e.expected_free(n1, 100250), 210 * kMiB);
+  EXPECT_EQ(e.expected_free(n2, 100250), 1850 * kMiB);
+}
+
 TEST(Usher, TheAutomaticThresholdIsFivePercentAndAtLeast64MiB) {
   Engine e({});
   EXPECT_EQ(e.usher_threshold(16384 * kMiB), 16384 * kMiB / 20);

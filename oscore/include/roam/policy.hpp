@@ -66,6 +66,7 @@ struct Decision {
   std::string policy;  // "load", "memory", "io"
   std::string why;     // one line for the log
   double from_share = 0, to_share = 0;  // the load units the move takes from `from`, adds to `to`
+  uint64_t bytes = 0;                   // the memory it takes from `from` to `to`
 };
 
 class Engine {
@@ -86,8 +87,10 @@ class Engine {
   double move_seconds(uint64_t rss, double bytes_per_s) const;
   // The free-memory threshold of a node with `total` bytes.
   uint64_t usher_threshold(uint64_t total) const;
-  // The node's load as this home expects it: gossip corrected by our recent moves.
+  // The node's load and free memory as this home expects them: gossip
+  // corrected by our recent moves.
   double expected_load(const placement::NodeView& n, int64_t now_ms) const;
+  uint64_t expected_free(const placement::NodeView& n, int64_t now_ms) const;
 
  private:
   std::optional<Decision> io_homing(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
@@ -103,6 +106,7 @@ class Engine {
     int64_t settled_ms;  // information from after this shows the move
     uint32_t from, to;
     double from_share, to_share;  // load units moved
+    uint64_t bytes;
   };
   Settings s_;
   std::deque<Recent> recent_;
