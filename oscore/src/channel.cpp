@@ -106,7 +106,9 @@ bool Channel::pump() {
     ssize_t n = ::recv(fd_.get(), room.data(), room.size(), MSG_DONTWAIT);
     if (n > 0) {
       in_.commit(static_cast<size_t>(n));
-      if (static_cast<size_t>(n) < room.size()) return true;
+      // A whole frame is here: let the caller take it before reading on,
+      // or a sender streaming an image would have all of it buffered here.
+      if (static_cast<size_t>(n) < room.size() || in_.complete()) return true;
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

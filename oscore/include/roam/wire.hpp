@@ -118,6 +118,8 @@ class FrameAssembler {
   // Bytes still missing from the frame begun in the buffer (0 when none
   // has begun or its header is not complete).
   size_t missing() const;
+  // A whole frame is buffered (pop would return one, or refuse a bad one).
+  bool complete() const { return buffered() >= kFrameHeader && missing() == 0; }
 
  private:
   size_t max_frame_;
