@@ -180,6 +180,7 @@ class Child {
 // this program belongs to (BUILD/bench/balance_bench), and a scratch folder.
 struct Env {
   fs::path bin, workloads, dir, scratch;
+  fs::path keep_logs;  // non-empty: each cluster's mosd logs are copied here before it goes down
   int serial = 0;
 
   fs::path next_file(const std::string& stem) { return scratch / fmt::format("{:03}-{}.out", ++serial, stem); }
@@ -264,6 +265,15 @@ class Cluster {
  private:
   // Blocking and signal-proof: it runs while unwinding from a signal.
   void take_down() {
+    if (!env_.keep_logs.empty() && fs::exists(env_.dir)) {
+      std::error_code ec;
+      fs::path to = env_.keep_logs / fmt::format("cluster-{:03}", ++env_.serial);
+      for (int i = 1; fs::exists(env_.dir / fmt::format("node{}", i), ec); ++i) {
+        fs::create_directories(to, ec);
+        fs::copy_file(env_.dir / fmt::format("node{}", i) / "mosd.log", to / fmt::format("node{}-mosd.log", i),
+                      fs::copy_options::overwrite_existing, ec);
+      }
+    }
     pid_t pid = -1;
     std::string m = env_.mosctl();
     char* argv[] = {m.data(), const_cast<char*>("cluster"), const_cast<char*>("down"), nullptr};
@@ -617,6 +627,8 @@ int main(int argc, char** argv) {
   app.add_flag("--skip-cpu", skip_cpu, "skip the CPU-bound cases");
   app.add_flag("--skip-4-nodes", skip_four, "skip the 4-node case");
   app.add_flag("--skip-memory", skip_memory, "skip the memory ushering case");
+  std::string keep_logs;
+  app.add_option("--keep-logs", keep_logs, "copy every cluster's mosd logs into this directory (the policies' moves)");
   CLI11_PARSE(app, argc, argv);
 
   // Not SA_RESTART: a signal interrupts the waits, and the destructors take
@@ -637,6 +649,7 @@ int main(int argc, char** argv) {
       if (::access(p.c_str(), X_OK) != 0)
         throw roam::UserError(fmt::format("{} is missing: build everything first ('make')", p.string()));
     env.dir = fs::absolute(dir).lexically_normal();
+    if (!keep_logs.empty()) env.keep_logs = fs::absolute(keep_logs);
     ::setenv(roam::cluster::kDirEnv, env.dir.c_str(), 1);
     ScratchDir scratch;
     env.scratch = scratch.path;

@@ -41,26 +41,38 @@ uint64_t Engine::usher_threshold(uint64_t total) const {
   return std::max<uint64_t>(uint64_t{64} << 20, total / 20);
 }
 
+// How much of a move of ours a node's figure measured at `info_ms` does not
+// show yet: all of it before the move ended, then less and less as the
+// node's smoothing (an exponential average) takes it in.
+double Engine::unseen(const Recent& r, int64_t info_ms) const {
+  double t = static_cast<double>(info_ms - r.done_ms);
+  if (t <= 0) return 1;
+  double tau = std::max(1.0, s_.settle_ms / 3.0);
+  double f = std::exp(-t / tau);
+  return f < 0.02 ? 0 : f;
+}
+
 double Engine::expected_load(const NodeView& n, int64_t now_ms) const {
   double load = n.load;
   int64_t info_ms = now_ms - static_cast<int64_t>(n.age_ms);  // when the node measured it
   for (const Recent& r : recent_) {
-    if (info_ms >= r.settled_ms) continue;  // the figure shows the move already
-    if (r.to == n.node) load += r.to_share;
-    if (r.from == n.node) load -= r.from_share;
+    double f = unseen(r, info_ms);
+    if (r.to == n.node) load += f * r.to_share;
+    if (r.from == n.node) load -= f * r.from_share;
   }
   return std::max(0.0, load);
 }
 
 uint64_t Engine::expected_free(const NodeView& n, int64_t now_ms) const {
-  int64_t free = static_cast<int64_t>(n.free_mem);
+  double free = static_cast<double>(n.free_mem);
   int64_t info_ms = now_ms - static_cast<int64_t>(n.age_ms);
   for (const Recent& r : recent_) {
-    if (info_ms >= r.settled_ms) continue;
-    if (r.to == n.node) free -= static_cast<int64_t>(r.bytes);
-    if (r.from == n.node) free += static_cast<int64_t>(r.bytes);
+    // Free memory is not smoothed: a figure from after the move shows it.
+    if (info_ms >= r.done_ms) continue;
+    if (r.to == n.node) free -= static_cast<double>(r.bytes);
+    if (r.from == n.node) free += static_cast<double>(r.bytes);
   }
-  return static_cast<uint64_t>(std::max<int64_t>(0, free));
+  return static_cast<uint64_t>(std::max(0.0, free));
 }
 
 bool Engine::resting(const Proc& p, int64_t now_ms) const {
@@ -68,14 +80,14 @@ bool Engine::resting(const Proc& p, int64_t now_ms) const {
 }
 
 void Engine::moved(const Decision& d, int64_t now_ms, double move_s) {
-  recent_.push_back({now_ms, now_ms + static_cast<int64_t>(move_s * 1000) + s_.settle_ms, d.from, d.to, d.from_share,
-                     d.to_share, d.bytes});
+  recent_.push_back({now_ms, now_ms + static_cast<int64_t>(move_s * 1000), d.from, d.to, d.from_share, d.to_share,
+                     d.bytes});
 }
 
 std::optional<Decision> Engine::step(std::span<const Proc> procs, std::span<const NodeView> nodes, int64_t now_ms,
                                      double bytes_per_s, std::mt19937_64& rng) {
   // Older than any gossip still believed (a minute): forgotten.
-  while (!recent_.empty() && now_ms - recent_.front().settled_ms > 60000) recent_.pop_front();
+  while (!recent_.empty() && now_ms - recent_.front().done_ms > 60000) recent_.pop_front();
   std::optional<Decision> d = io_homing(procs, nodes, now_ms);
   if (!d && s_.usher) d = ushering(procs, nodes, now_ms);
   if (!d && s_.balance) d = balancing(procs, nodes, now_ms, bytes_per_s, rng);
@@ -166,7 +178,11 @@ std::optional<Decision> Engine::balancing(std::span<const Proc> procs, std::span
       if (!placement::unfit(p.placement, t, p.node).empty()) continue;
       double to_load = expected_load(t, now_ms) + share_of(t);
       double gain = from_load - to_load;
-      if (gain >= s_.balance_margin) options.push_back({&p, &t, gain, from_load, to_load});
+      // Worth most of a process at the target, whatever the margin: the
+      // loads are smoothed samples, and a fraction of a process is noise
+      // (tools polling a node, agents) that would move jobs back and forth.
+      if (gain >= std::max<double>(s_.balance_margin, 0.75 * share_of(t)))
+        options.push_back({&p, &t, gain, from_load, to_load});
     }
   }
   if (options.empty()) return std::nullopt;

@@ -3,6 +3,7 @@
 // memory ushering, I/O homing.
 #include "roam/policy.hpp"
 
+#include <cmath>
 #include <map>
 #include <vector>
 
@@ -62,6 +63,10 @@ TEST(Balance, LeavesBalancedNodesAlone) {
   EXPECT_FALSE(decide(e, {busy(10), busy(11)}, {node(1, 200, true), node(2, 200)}));
   // 3 and 2: 3 - (2 + 1) = 0 is below the margin.
   EXPECT_FALSE(decide(e, {busy(10), busy(11), busy(12)}, {node(1, 300, true), node(2, 200)}));
+  // 4 and 4 with some noise on this node: less than 3/4 of a process to gain.
+  EXPECT_FALSE(decide(e, {busy(10)}, {node(1, 470, true), node(2, 400)}));
+  // 5 and 3: one process to gain.
+  EXPECT_TRUE(decide(e, {busy(10)}, {node(1, 500, true), node(2, 300)}));
 }
 
 TEST(Balance, AYoungProcessIsNotACandidateUntilItRanAsLongAsItsMoveTakes) {
@@ -129,16 +134,18 @@ TEST(Balance, ItsOwnRecentMovesCountUntilNewerInformationShowsThem) {
   EXPECT_NEAR(e.expected_load(nodes[1], 100000), 100, 1);
   EXPECT_NEAR(e.expected_load(nodes[0], 100000), 100, 1);
   EXPECT_FALSE(decide(e, {busy(11)}, nodes, 100100));
-  // Node 2's word, 1 s old at 103000, was measured before the move settled
-  // (100000 + 500 + 2000): still corrected.
-  nodes[1].age_ms = 1000;
+  // Node 2's word, measured before the move ended (100500): all of it is
+  // still to come.
+  nodes[1].age_ms = 2600;
   EXPECT_NEAR(e.expected_load(nodes[1], 103000), 100, 1);
-  // Measured after it: taken as it is. So is this node's own, once settled.
-  nodes[1].load = 100;
-  nodes[1].age_ms = 200;
-  EXPECT_NEAR(e.expected_load(nodes[1], 103000), 100, 1);
+  // Measured 1 s after it (smoothing time constant 2000 / 3 ms): most of
+  // the move shows in it already, the correction is the rest (e^-1.5).
+  nodes[1].load = 78;
+  nodes[1].age_ms = 1500;
+  EXPECT_NEAR(e.expected_load(nodes[1], 103000), 78 + 100 * std::exp(-1.5), 1);
+  // Long after, nothing is corrected: this node's own figure is taken as it is.
   nodes[0].load = 100;
-  EXPECT_NEAR(e.expected_load(nodes[0], 103000), 100, 1);
+  EXPECT_NEAR(e.expected_load(nodes[0], 106000), 100, 1);
 }
 
 TEST(Balance, HomesThatSeeTheSameIdleNodesSpreadOverThem) {

@@ -42,7 +42,7 @@ struct Settings {
   uint32_t move_cost_ms = 200;       // a move's fixed cost, besides its bytes
   uint32_t io_home_calls_per_s = 2000;  // 0: no I/O homing
   uint32_t io_home_steps = 3;
-  uint32_t settle_ms = 2000;         // after a move, until a node's load shows it (smoothing)
+  uint32_t settle_ms = 2000;         // after a move, until a node's smoothed load shows it (~95%)
 };
 
 // One process of this home, as measured now.
@@ -79,8 +79,9 @@ class Engine {
   // rate earlier moves achieved.
   std::optional<Decision> step(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
                                int64_t now_ms, double bytes_per_s, std::mt19937_64& rng);
-  // A move was started: until information about a node newer than the
-  // move's end plus settle_ms arrives, its load is corrected for it.
+  // A move was started: a node's figures measured before its end are
+  // corrected for all of it; after, the load's correction fades as the
+  // node's smoothing takes the move in (time constant settle_ms / 3).
   void moved(const Decision& d, int64_t now_ms, double move_s = 0);
 
   // What a move of `rss` bytes costs, in seconds.
@@ -101,9 +102,11 @@ class Engine {
                                     int64_t now_ms, double bytes_per_s, std::mt19937_64& rng);
   bool resting(const Proc& p, int64_t now_ms) const;
 
+  struct Recent;
+  double unseen(const Recent& r, int64_t info_ms) const;
   struct Recent {
     int64_t at_ms;
-    int64_t settled_ms;  // information from after this shows the move
+    int64_t done_ms;  // when the move should have ended (estimated)
     uint32_t from, to;
     double from_share, to_share;  // load units moved
     uint64_t bytes;
