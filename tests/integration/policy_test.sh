@@ -58,6 +58,30 @@ finish() {
   atf_check -o "match:^PASS$" cat "$1.out"
 }
 
+# finish_all PREFIX PIDS...: finish PREFIX1 PID1, PREFIX2 PID2...
+finish_all() {
+  _fa_prefix=$1
+  shift
+  _fa_i=1
+  for _fa_p in "$@"; do
+    finish "$_fa_prefix$_fa_i" "$_fa_p"
+    _fa_i=$((_fa_i + 1))
+  done
+}
+
+# flagged_start NODE NAME FLAGS PROG...: job_start with mosrun's flags.
+flagged_start() {
+  _fs_node=$1
+  _fs_name=$2
+  _fs_flags=$3
+  shift 3
+  rm -f "$_fs_name.pid" "$_fs_name.status"
+  on_node "$_fs_node" sh -c 'out=$1; flags=$2; shift 2; mosrun $flags "$@" >"$out.out" 2>&1 & echo $! >"$out.pid"; wait $!; echo $? >"$out.status"' \
+    sh "$PWD/$_fs_name" "$_fs_flags" "$@" </dev/null >/dev/null 2>&1 &
+  retry 200 0.05 test -s "$_fs_name.pid" || atf_fail "job $_fs_name did not start"
+  cat "$_fs_name.pid"
+}
+
 atf_test_case jobs_spread cleanup
 jobs_spread_head() {
   atf_set descr "4 CPU-bound jobs started on node1 of 2 nodes (one CPU each) spread 2 and 2 by themselves, shown policy:load, results intact"
@@ -90,11 +114,7 @@ import json, sys
 away = [p for p in json.load(sys.stdin) if p['where'] == 2]
 assert away and all(p['reason'] == 'policy:load' for p in away), away" || atf_fail "jobs moved by the balancer are not shown policy:load"
   atf_check -o match:'policies: balance on' mosctl cluster exec 1 -- mosmon --once
-  i=1
-  for p in $pids; do
-    finish "j$i" "$p"
-    i=$((i + 1))
-  done
+  finish_all j $pids
 }
 jobs_spread_cleanup() { cluster_down; }
 
@@ -148,11 +168,7 @@ pinned_never_moves_body() {
   cluster_up 2 --cpus-per-node 1 $POLICY
   pinned=""
   for i in 1 2 3; do
-    rm -f "p$i.pid" "p$i.status"
-    on_node 1 sh -c 'out=$1; shift; mosrun -L "$@" >"$out.out" 2>&1 & echo $! >"$out.pid"; wait $!; echo $? >"$out.status"' \
-      sh "$PWD/p$i" "$(wl cpu_loop)" </dev/null >/dev/null 2>&1 &
-    retry 200 0.05 test -s "p$i.pid" || atf_fail "job p$i did not start"
-    pinned="$pinned $(cat "p$i.pid")"
+    pinned="$pinned $(flagged_start 1 "p$i" -L "$(wl cpu_loop)")"
   done
   free=$(job_start 1 free "$(wl cpu_loop)")
   wait_line free.out '^READY'
@@ -168,11 +184,7 @@ pinned_never_moves_body() {
   for p in $pinned; do
     if policy_moves 1 | grep -q "moving process $p "; then atf_fail "-L process $p was moved"; fi
   done
-  i=1
-  for p in $pinned; do
-    finish "p$i" "$p"
-    i=$((i + 1))
-  done
+  finish_all p $pinned
   finish free "$free"
 }
 pinned_never_moves_cleanup() { cluster_down; }
@@ -188,11 +200,7 @@ tagged_stays_on_tagged_nodes_body() {
   cluster_up 3 --tag 1:x --tag 3:x $POLICY
   pids=""
   for i in 1 2 3 4; do
-    rm -f "t$i.pid" "t$i.status"
-    on_node 1 sh -c 'out=$1; shift; mosrun -t x "$@" >"$out.out" 2>&1 & echo $! >"$out.pid"; wait $!; echo $? >"$out.status"' \
-      sh "$PWD/t$i" "$(wl cpu_loop)" </dev/null >/dev/null 2>&1 &
-    retry 200 0.05 test -s "t$i.pid" || atf_fail "job t$i did not start"
-    pids="$pids $(cat "t$i.pid")"
+    pids="$pids $(flagged_start 1 "t$i" "-t x" "$(wl cpu_loop)")"
   done
   retry 300 0.1 any_at 1 3 || {
     on_node 1 mosps
@@ -206,11 +214,7 @@ tagged_stays_on_tagged_nodes_body() {
     policy_moves 1
     atf_fail "the balancer sent a -t x job to untagged node 2"
   fi
-  i=1
-  for p in $pids; do
-    finish "t$i" "$p"
-    i=$((i + 1))
-  done
+  finish_all t $pids
 }
 tagged_stays_on_tagged_nodes_cleanup() { cluster_down; }
 
@@ -241,11 +245,7 @@ dead_node_gets_nothing_body() {
     policy_moves 1
     atf_fail "the balancer sent a job to dead node 3"
   fi
-  i=1
-  for p in $pids; do
-    finish "d$i" "$p"
-    i=$((i + 1))
-  done
+  finish_all d $pids
 }
 dead_node_gets_nothing_cleanup() { cluster_down; }
 
@@ -302,11 +302,7 @@ memory_ushering_body() {
   policy_moves 1
   [ "$(count_at 1 2 $pids)" -ge 2 ] || atf_fail "fewer than 2 jobs were ushered to node2"
   policy_moves 1 | grep -q "policy memory: moving process" || atf_fail "no memory ushering logged"
-  i=1
-  for p in $pids; do
-    finish "m$i" "$p"
-    i=$((i + 1))
-  done
+  finish_all m $pids
 }
 memory_ushering_cleanup() { cluster_down; }
 

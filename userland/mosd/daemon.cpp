@@ -256,6 +256,18 @@ uint32_t Daemon::parse_node(const std::string& t) const {
   return node == self_ ? 0 : node;
 }
 
+uint32_t Daemon::current_node(pid_t pid, bool* has_agent) const {
+  bool agent = std::filesystem::exists(agent_dir() / fmt::format("{}.sock", pid));
+  if (has_agent) *has_agent = agent;
+  uint32_t node = self_;
+  if (agent) {
+    std::ifstream where(agent_dir() / fmt::format("{}.where", pid));
+    uint32_t n = 0;
+    if (where >> n && n != 0) node = n;
+  }
+  return node;
+}
+
 bool Daemon::is_away(pid_t pid) const { return std::filesystem::exists(agent_dir() / fmt::format("{}.where", pid)); }
 
 uint32_t Daemon::count_away() const {
@@ -305,13 +317,8 @@ msg::MigrateReply Daemon::migrate(const msg::MigrateRequest& req, uid_t peer_uid
 
   const placement::Placement& want = placements_.of_job(*job);
   auto sock = agent_dir() / fmt::format("{}.sock", req.pid);
-  bool away = std::filesystem::exists(sock);
-  uint32_t current = self_;
-  if (away) {
-    std::ifstream where(agent_dir() / fmt::format("{}.where", req.pid));
-    uint32_t n = 0;
-    if (where >> n && n != 0) current = n;
-  }
+  bool away = false;
+  uint32_t current = current_node(req.pid, &away);
   msg::MigrateReply r;
   uint32_t node = 0;
   placement::Reason why{placement::Why::user, {}};

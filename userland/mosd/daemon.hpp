@@ -151,6 +151,9 @@ class Daemon {
   // Remote agents write guests/AGENT_PID once their body runs.
   std::filesystem::path guest_dir() const { return opts_.state_dir / "guests"; }
   bool is_away(pid_t pid) const;
+  // Where a process of this node runs (its agent's .where; this node when
+  // it has none) and whether it has an agent at all (away, or moving).
+  uint32_t current_node(pid_t pid, bool* has_agent = nullptr) const;
   uint32_t count_away() const;
   // The node a target names ("3", "node3"); 0 for this node. Throws UserError.
   uint32_t parse_node(const std::string& target) const;

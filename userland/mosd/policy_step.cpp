@@ -110,14 +110,8 @@ void Daemon::policy_step() {
     policy::Proc p;
     p.pid = jp.pid;
     p.placement = placements_.of_job(jp.job);
-    auto sock = agent_dir() / fmt::format("{}.sock", jp.pid);
-    bool agent = std::filesystem::exists(sock);
-    uint32_t node = self_;
-    if (agent) {
-      std::ifstream where(agent_dir() / fmt::format("{}.where", jp.pid));
-      uint32_t n = 0;
-      if (where >> n && n != 0) node = n;
-    }
+    bool agent = false;
+    uint32_t node = current_node(jp.pid, &agent);
     // A move under way: its agent is up and the process is not yet where
     // it was sent (or a user's `migrate` is at work).
     p.moving = agent && node == self_;
