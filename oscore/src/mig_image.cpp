@@ -8,21 +8,6 @@
 
 namespace roam::mig {
 
-namespace {
-
-// One MigChunk frame built in place: type, blob length, then the pieces.
-void send_chunk(Channel& ch, std::initializer_list<std::span<const std::byte>> pieces) {
-  size_t n = 0;
-  for (auto p : pieces) n += p.size();
-  wire::Writer w;
-  w.buffer().reserve(6 + n);
-  w.u16(static_cast<uint16_t>(msg::Type::mig_chunk));
-  w.u32(static_cast<uint32_t>(n));
-  for (auto p : pieces) w.bytes(p);
-  ch.send(w.buffer());
-}
-
-}  // namespace
 
 uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped) {
   image::ImageEncoder enc;
@@ -30,7 +15,7 @@ uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped
   std::vector<std::byte> head = enc.header(image);
   for (size_t off = 0; off < head.size(); off += msg::kMigChunkBytes) {
     auto piece = std::span<const std::byte>(head).subspan(off, std::min(msg::kMigChunkBytes, head.size() - off));
-    send_chunk(ch, {piece});
+    ch.send_msg(msg::MigChunk{{piece.begin(), piece.end()}});
   }
   sent += head.size();
   constexpr size_t kPiece = (msg::kMigChunkBytes - image::kPagesPrefixBytes) & ~size_t{4095};
@@ -61,7 +46,7 @@ uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped
     image::read_pages(stopped, runs, send_piece, kBatch);
   }
   std::vector<std::byte> tail = enc.trailer();
-  send_chunk(ch, {tail});
+  ch.send_msg(msg::MigChunk{std::move(tail)});
   return sent + tail.size();
 }
 

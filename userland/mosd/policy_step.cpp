@@ -13,12 +13,12 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <sstream>
 
 #include "daemon.hpp"
 #include "roam/control.hpp"
 #include "roam/error.hpp"
 #include "roam/image_migratable.hpp"
+#include "roam/image_proc.hpp"
 #include "roam/log.hpp"
 
 namespace roam::mosd {
@@ -33,21 +33,19 @@ double now_s_boot() {
   return up;
 }
 
-// utime.. fields of /proc/PID/stat after the command: threads (20) and
-// starttime (22, clock ticks after boot).
+// Threads (field 20 of /proc/PID/stat) and starttime (22, clock ticks
+// after boot).
 bool stat_fields(pid_t pid, long& threads, uint64_t& start_ticks) {
-  std::ifstream in(fmt::format("/proc/{}/stat", pid));
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  auto close = s.rfind(')');
-  if (close == std::string::npos) return false;
-  std::istringstream rest(s.substr(close + 2));
-  std::string f;
-  // Field 3 (state) is the first after ')'.
-  for (int i = 3; i <= 22 && rest >> f; ++i) {
-    if (i == 20) threads = std::stol(f);
-    if (i == 22) start_ticks = std::stoull(f);
+  try {
+    namespace proc = image::proc;
+    std::vector<std::string> f = proc::stat_fields(proc::read_file(pid, "stat"));
+    if (f.size() <= 22) return false;
+    threads = static_cast<long>(proc::parse_u64(f[20], 10, "num_threads"));
+    start_ticks = proc::parse_u64(f[22], 10, "starttime");
+    return true;
+  } catch (const std::exception&) {
+    return false;  // gone, or not a stat line
   }
-  return true;
 }
 
 // Nanoseconds the task ran and waited to run (/proc/PID/schedstat).

@@ -48,6 +48,20 @@ struct Common {
   uint32_t node = 0;
 };
 
+// Replaces `path` by a file holding `text` at once (readers see the old one
+// or the new one, never half of one): written to `tmp` beside it, then
+// renamed. Agents writing one path need a `tmp` each. Throws when `ec` is
+// null, else reports there.
+void replace_file(const fs::path& path, const std::string& text, const fs::path& tmp,
+                  std::error_code* ec = nullptr) {
+  {
+    std::ofstream out(tmp);
+    out << text;
+  }
+  if (ec) fs::rename(tmp, path, *ec);
+  else fs::rename(tmp, path);
+}
+
 // A `migrate` client connected to the agent's socket, waiting for its answer.
 struct Client {
   FileDesc fd;
@@ -202,13 +216,7 @@ class HomeSide {
   // The node, then the command line (the deputy's memory, where
   // /proc/PID/cmdline reads from, is released while it is away).
   void write_where(uint32_t node) {
-    fs::path tmp = where_;
-    tmp += ".tmp";
-    {
-      std::ofstream out(tmp);
-      out << node << "\n" << command_ << "\n";
-    }
-    fs::rename(tmp, where_);
+    replace_file(where_, fmt::format("{}\n{}\n", node, command_), fs::path(where_) += ".tmp");
   }
 
   fs::path stats_path() const {
@@ -227,27 +235,18 @@ class HomeSide {
     }
     tick_calls_ = calls;
     tick_at_ = now;
-    fs::path tmp = stats_path();
-    tmp += ".tmp";
-    {
-      std::ofstream out(tmp);
-      out << static_cast<uint64_t>(rate) << " " << moved_bytes_ << "\n";
-    }
     std::error_code ec;
-    fs::rename(tmp, stats_path(), ec);
+    replace_file(stats_path(), fmt::format("{} {}\n", static_cast<uint64_t>(rate), moved_bytes_),
+                 fs::path(stats_path()) += ".tmp", &ec);
   }
 
   // The rate mosd's policies expect of a move: the bytes and the time of
   // the last one made from this node.
   void write_last_move(uint64_t bytes, double ms) {
     fs::path dir = socket_.parent_path();
-    fs::path tmp = dir / fmt::format("last_move.{}", pid_);
-    {
-      std::ofstream out(tmp);
-      out << bytes << " " << static_cast<uint64_t>(ms * 1000) << "\n";
-    }
     std::error_code ec;
-    fs::rename(tmp, dir / "last_move", ec);
+    replace_file(dir / "last_move", fmt::format("{} {}\n", bytes, static_cast<uint64_t>(ms * 1000)),
+                 dir / fmt::format("last_move.{}", pid_), &ec);
   }
 
   std::optional<Client> next_request(std::chrono::milliseconds timeout) {
@@ -333,13 +332,8 @@ class GuestRecord {
     while (std::getline(cmdline, arg, '\0')) command += (command.empty() ? "" : " ") + arg;
     std::error_code ec;
     fs::create_directories(path_.parent_path(), ec);
-    fs::path tmp = path_;
-    tmp += ".tmp";
-    {
-      std::ofstream out(tmp);
-      out << home << " " << home_pid << " " << body << "\n" << command << "\n";
-    }
-    fs::rename(tmp, path_, ec);
+    replace_file(path_, fmt::format("{} {} {}\n{}\n", home, home_pid, body, command), fs::path(path_) += ".tmp",
+                 &ec);
   }
 
  private:
