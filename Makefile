@@ -10,7 +10,7 @@ JOBS       ?= $(shell nproc)
 ROAM_WERROR ?= $(if $(CI),ON,OFF)
 
 DEB_PACKAGES := g++ make cmake pkg-config \
-	liburing-dev libsodium-dev libseccomp-dev libcli11-dev nlohmann-json3-dev \
+	liburing-dev libsodium-dev libssl-dev libseccomp-dev libcli11-dev nlohmann-json3-dev \
 	libfmt-dev libncurses-dev libgtest-dev libgmock-dev libbenchmark-dev \
 	clang libclang-rt-14-dev \
 	kyua atf-sh iproute2 tmux procps util-linux coreutils python3

@@ -189,7 +189,7 @@ void set_socket_options(int fd) {
 Channel handshake(FileDesc fd, Role role, const ClusterKey& key, uint32_t self, uint64_t features,
                   std::chrono::milliseconds timeout, size_t max_frame, uint32_t expected_node, uint32_t* peer,
                   bool seal_bulk) {
-  uint64_t offered = features | (seal_bulk ? 0 : msg::kFeatBulkAuth);
+  uint64_t offered = features | (seal_bulk ? 0 : msg::kFeatBulkAuth | msg::kFeatBulkGmac);
   Handshake hs(role, key, self, offered);
   Channel ch(std::move(fd), nullptr, max_frame);
   ch.send(hs.hello_body());
@@ -212,7 +212,9 @@ Channel handshake(FileDesc fd, Role role, const ClusterKey& key, uint32_t self, 
   if (peer) *peer = hs.peer_node();
   // Frames the peer sealed right after its auth may already sit in the
   // assembler: they are opened with the stream from here on.
-  ch.seal_with(std::make_unique<SecureStream>(hs.stream()));
+  auto stream = std::make_unique<SecureStream>(hs.stream());
+  if (offered & hs.peer_features() & msg::kFeatBulkGmac) stream->set_bulk_mac(SecureStream::BulkMac::gmac);
+  ch.seal_with(std::move(stream));
   ch.set_bulk_auth((offered & hs.peer_features() & msg::kFeatBulkAuth) != 0);
   return ch;
 }

@@ -1,6 +1,7 @@
 #include "roam/secure_channel.hpp"
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cstring>
@@ -64,15 +65,49 @@ std::array<std::byte, SecureStream::kTagBytes> bulk_tag(const std::array<unsigne
   return mac;
 }
 
+// AES-256-GCM over no plaintext: the pieces are associated data, so the
+// tag is a GMAC. The 96-bit IV is the frame counter; keys differ per
+// direction and per channel, so no (key, IV) pair repeats. GCM's own length
+// block covers the total length.
+std::array<std::byte, SecureStream::kTagBytes> gmac_tag(const std::array<unsigned char, 32>& key, uint64_t n,
+                                                        std::initializer_list<std::span<const std::byte>> pieces) {
+  struct Ctx {
+    EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
+    ~Ctx() { EVP_CIPHER_CTX_free(c); }
+  };
+  thread_local Ctx ctx;  // reused: one allocation per thread, not per frame
+  if (!ctx.c) throw std::bad_alloc();
+  unsigned char iv[12] = {};
+  for (int i = 0; i < 8; ++i) iv[i] = static_cast<unsigned char>(n >> (8 * i));
+  int len = 0;
+  bool ok = EVP_EncryptInit_ex(ctx.c, EVP_aes_256_gcm(), nullptr, key.data(), iv) == 1;
+  for (auto p : pieces) {
+    const auto* at = reinterpret_cast<const unsigned char*>(p.data());
+    // EVP lengths are ints: feed big pieces in slices.
+    for (size_t off = 0; ok && off < p.size(); off += size_t{1} << 30) {
+      int part = static_cast<int>(std::min(p.size() - off, size_t{1} << 30));
+      ok = EVP_EncryptUpdate(ctx.c, nullptr, &len, at + off, part) == 1;
+    }
+  }
+  std::array<std::byte, SecureStream::kTagBytes> mac{};
+  unsigned char none[16];
+  ok = ok && EVP_EncryptFinal_ex(ctx.c, none, &len) == 1 &&
+       EVP_CIPHER_CTX_ctrl(ctx.c, EVP_CTRL_GCM_GET_TAG, static_cast<int>(mac.size()), mac.data()) == 1;
+  if (!ok) throw std::runtime_error("OpenSSL AES-256-GCM failed to compute a bulk tag");
+  return mac;
+}
+
 }  // namespace
 
 std::array<std::byte, SecureStream::kTagBytes> SecureStream::tag(
     std::initializer_list<std::span<const std::byte>> pieces) {
-  return bulk_tag(bulk_push_key_, bulk_push_n_++, pieces);
+  uint64_t n = bulk_push_n_++;
+  return bulk_mac_ == BulkMac::gmac ? gmac_tag(bulk_push_key_, n, pieces) : bulk_tag(bulk_push_key_, n, pieces);
 }
 
 void SecureStream::check(std::span<const std::byte> data, std::span<const std::byte> mac) {
-  auto want = bulk_tag(bulk_pull_key_, bulk_pull_n_, {data});
+  auto want = bulk_mac_ == BulkMac::gmac ? gmac_tag(bulk_pull_key_, bulk_pull_n_, {data})
+                                         : bulk_tag(bulk_pull_key_, bulk_pull_n_, {data});
   if (mac.size() != kTagBytes || sodium_memcmp(want.data(), mac.data(), kTagBytes) != 0)
     throw wire::DecodeError("bulk frame failed authentication (forged, corrupted, replayed or reordered)");
   ++bulk_pull_n_;  // only a genuine frame moves the sequence on

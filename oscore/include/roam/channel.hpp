@@ -55,6 +55,11 @@ class Channel {
   void send_bulk(std::initializer_list<std::span<const std::byte>> pieces);
   bool bulk_auth() const { return bulk_auth_; }
   void set_bulk_auth(bool on) { bulk_auth_ = on; }
+  // The tag algorithm of bulk frames; nullopt when they are sealed.
+  std::optional<SecureStream::BulkMac> bulk_mac() const {
+    if (!stream_ || !bulk_auth_) return std::nullopt;
+    return stream_->bulk_mac();
+  }
   // Reads what is available without blocking. False once the peer closed.
   bool pump();
   // The next complete frame body, opened. DecodeError if forged or garbled.

@@ -38,6 +38,7 @@ namespace roam::msg {
 
 inline constexpr uint64_t kFeatMigration = 1ull << 2;
 inline constexpr uint64_t kFeatBulkAuth = 1ull << 3;  // page data with an integrity tag, not sealed
+inline constexpr uint64_t kFeatBulkGmac = 1ull << 4;  // that tag is AES-256-GMAC (else Poly1305)
 inline constexpr size_t kMigMaxFrame = 8u << 20;    // a migration frame, sealed
 inline constexpr size_t kMigChunkBytes = 4u << 20;  // image bytes per MigChunk
 inline constexpr uint32_t kMaxFwdRegions = 1024;

@@ -42,12 +42,20 @@ class SecureStream {
   std::vector<std::byte> open(std::span<const std::byte> ciphertext);
 
   // Bulk data that needs integrity but not secrecy (page contents, unless
-  // the cluster sets `migrate.seal_pages = true`): a Poly1305 tag over the
-  // pieces and their total length, with a one-time key from ChaCha20 under
-  // a key of its own per direction and a counter nonce (the key derivation
-  // of ChaCha20-Poly1305), so a forged, replayed or reordered bulk frame
-  // fails. Several times cheaper than sealing.
+  // the cluster sets `migrate.seal_pages = true`): a tag over the pieces,
+  // under a key of its own per direction and a frame counter as nonce, so
+  // a forged, replayed or reordered bulk frame fails. Two algorithms:
+  //   - AES-256-GMAC (OpenSSL's GCM with the data as associated data), when
+  //     both ends offered msg::kFeatBulkGmac: GHASH with carry-less
+  //     multiplication runs at 8+ GB/s per core on current x86_64, 2-3x
+  //     Poly1305, and page data is most of a freeze;
+  //   - otherwise a Poly1305 tag with a one-time key from ChaCha20 (the key
+  //     derivation of ChaCha20-Poly1305).
+  // Either is several times cheaper than sealing.
   static constexpr size_t kTagBytes = 16;
+  enum class BulkMac : uint8_t { poly1305, gmac };
+  void set_bulk_mac(BulkMac m) { bulk_mac_ = m; }
+  BulkMac bulk_mac() const { return bulk_mac_; }
   std::array<std::byte, kTagBytes> tag(std::initializer_list<std::span<const std::byte>> pieces);
   // Throws wire::DecodeError when the tag does not match.
   void check(std::span<const std::byte> data, std::span<const std::byte> tag);
@@ -58,6 +66,7 @@ class SecureStream {
   crypto_secretstream_xchacha20poly1305_state pull_{};
   std::array<unsigned char, 32> bulk_push_key_{}, bulk_pull_key_{};
   uint64_t bulk_push_n_ = 0, bulk_pull_n_ = 0;
+  BulkMac bulk_mac_ = BulkMac::poly1305;
 };
 
 enum class Role : uint8_t { client = 1, server = 2 };
