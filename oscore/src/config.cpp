@@ -109,6 +109,7 @@ const std::vector<SettingRule>& setting_rules() {
       {"policy.cooldown_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.cooldown_ms, 0, 86400000); }, "an integer 0..86400000"},
       {"policy.move_cost_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.move_cost_ms, 0, 600000); }, "an integer 0..600000"},
       {"policy.io_home_calls_per_s", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.io_home_calls_per_s, 0, 100000000); }, "an integer 0..100000000 (0: off)"},
+      {"policy.moves_per_step", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.moves_per_step, 1, 64); }, "an integer 1..64"},
       {"policy.settle_ms", [](Settings& s, const std::string& v) { return parse_uint<uint32_t>(v, s.policy.settle_ms, 0, 600000); }, "an integer 0..600000"},
   };
   return rules;

@@ -52,10 +52,11 @@ double Engine::unseen(const Recent& r, int64_t info_ms) const {
   return f < 0.02 ? 0 : f;
 }
 
-double Engine::expected_load(const NodeView& n, int64_t now_ms) const {
+double Engine::expected_load(const NodeView& n, int64_t now_ms, bool before_step) const {
   double load = n.load;
   int64_t info_ms = now_ms - static_cast<int64_t>(n.age_ms);  // when the node measured it
   for (const Recent& r : recent_) {
+    if (before_step && r.at_ms == now_ms) continue;
     double f = unseen(r, info_ms);
     if (r.to == n.node) load += f * r.to_share;
     if (r.from == n.node) load -= f * r.from_share;
@@ -77,6 +78,34 @@ uint64_t Engine::expected_free(const NodeView& n, int64_t now_ms) const {
 
 bool Engine::resting(const Proc& p, int64_t now_ms) const {
   return p.moving || (p.last_move_ms >= 0 && now_ms - p.last_move_ms < s_.cooldown_ms);
+}
+
+uint32_t Engine::sent_now(uint32_t node, int64_t now_ms) const {
+  uint32_t n = 0;
+  for (const Recent& r : recent_)
+    if (r.at_ms == now_ms && r.to == node) ++n;
+  return n;
+}
+
+uint32_t Engine::step_quota(const NodeView& t, std::span<const NodeView> nodes, int64_t now_ms) const {
+  // From the loads as they stood when the step began, so the quota does not
+  // shrink under this step's own moves.
+  double sum = 0;
+  std::vector<double> loads;
+  for (const NodeView& n : nodes) {
+    if (!n.up) continue;
+    loads.push_back(expected_load(n, now_ms, true));
+    sum += loads.back();
+  }
+  if (loads.empty()) return 1;
+  double avg = sum / static_cast<double>(loads.size());
+  double share = share_of(t);
+  uint32_t senders = 0;
+  for (double l : loads)
+    if (l > avg + share / 2) ++senders;
+  double room = (avg - expected_load(t, now_ms, true)) / share;
+  if (senders == 0 || room <= 1) return 1;
+  return static_cast<uint32_t>(std::ceil(room / senders));
 }
 
 void Engine::moved(const Decision& d, int64_t now_ms, double move_s) {
@@ -176,6 +205,8 @@ std::optional<Decision> Engine::balancing(std::span<const Proc> procs, std::span
     for (const NodeView& t : nodes) {
       if (t.node == p.node) continue;
       if (!placement::unfit(p.placement, t, p.node).empty()) continue;
+      // Against herding on information that may be stale (header).
+      if (sent_now(t.node, now_ms) >= step_quota(t, nodes, now_ms)) continue;
       double to_load = expected_load(t, now_ms) + share_of(t);
       double gain = from_load - to_load;
       // Worth most of a process at the target, whatever the margin: the

@@ -171,7 +171,7 @@ class Daemon {
   void schedule_policy();
   void policy_step();
   void read_move_rate();
-  void start_policy_move(const policy::Decision& d, int64_t now);
+  bool start_policy_move(const policy::Decision& d, int64_t now);
 
  public:
   // One line: the policies' settings and the moves they made.

@@ -156,12 +156,18 @@ void Daemon::policy_step() {
   tracked_ = std::move(seen);
   if (procs.empty()) return;
   auto views = node_views();
-  auto d = engine_->step(procs, views, now, move_rate_ > 0 ? move_rate_ : kAssumedMoveRate, rng_);
-  if (!d) return;
-  start_policy_move(*d, now);
+  // Each decision after the first sees the loads corrected by the moves
+  // before it (Engine::moved), so one step can even out a node at once.
+  for (uint32_t i = 0; i < ps.moves_per_step; ++i) {
+    auto d = engine_->step(procs, views, now, move_rate_ > 0 ? move_rate_ : kAssumedMoveRate, rng_);
+    if (!d) return;
+    for (policy::Proc& p : procs)
+      if (p.pid == d->pid) p.moving = true;  // decided on: not again this step
+    if (!start_policy_move(*d, now)) continue;
+  }
 }
 
-void Daemon::start_policy_move(const policy::Decision& d, int64_t now) {
+bool Daemon::start_policy_move(const policy::Decision& d, int64_t now) {
   Tracked& t = tracked_[d.pid];
   uint32_t to = d.to == self_ ? 0 : d.to;
   auto sock = agent_dir() / fmt::format("{}.sock", d.pid);
@@ -170,7 +176,7 @@ void Daemon::start_policy_move(const policy::Decision& d, int64_t now) {
       if (auto can = image::migratable(d.pid); !can) {
         t.unmovable_until = now + kUnmovableMs;
         log_info("policy {}: process {} cannot move: {}", d.policy, d.pid, can.reason);
-        return;
+        return false;
       }
       std::filesystem::create_directories(agent_dir());
       ::unlink(sock.c_str());
@@ -198,7 +204,7 @@ void Daemon::start_policy_move(const policy::Decision& d, int64_t now) {
   } catch (const std::exception& e) {
     t.unmovable_until = now + kUnmovableMs;
     log_warn("policy {}: could not move process {}: {}", d.policy, d.pid, e.what());
-    return;
+    return false;
   }
   if (to != 0) placements_.moving(d.pid, placement::Reason{placement::Why::policy, d.policy});
   uint64_t rss = 0;
@@ -208,6 +214,7 @@ void Daemon::start_policy_move(const policy::Decision& d, int64_t now) {
   t.last_move_ms = now;
   ++policy_moves_[d.policy];
   log_info("policy {}: moving process {} from node {} to node {}: {}", d.policy, d.pid, d.from, d.to, d.why);
+  return true;
 }
 
 std::string Daemon::policy_summary() const {

@@ -2,7 +2,7 @@
 // ushering and I/O homing. Each home decides for its own processes, wherever
 // they run, from what it measured itself and from gossip, which may be
 // stale. Pure logic: mosd gathers the facts (policy_step.cpp) and carries out
-// what step() decides, one move per step.
+// what step() decides.
 //
 //   - I/O homing: a process away whose forwarded calls stay above
 //     io_home_calls_per_s for io_home_steps steps comes home.
@@ -16,7 +16,13 @@
 //     the node loads are corrected by the moves this home made lately
 //     (until information newer than the move shows them), the target is drawn at random among the
 //     nodes within a margin of the best, a process rests `cooldown_ms`
-//     after a move, and only one move is made per step.
+//     after a move. Several moves can be made in one step (up to
+//     moves_per_step; each next decision sees the loads corrected by the
+//     ones before it), but in one step a node takes from this home at most
+//     its room below the cluster's average load (in processes) divided by
+//     the number of nodes above that average (the likely senders), and at
+//     least one: homes that all see the same idle node share its room
+//     instead of each filling it.
 #pragma once
 
 #include <sys/types.h>
@@ -43,6 +49,7 @@ struct Settings {
   uint32_t io_home_calls_per_s = 2000;  // 0: no I/O homing
   uint32_t io_home_steps = 3;
   uint32_t settle_ms = 2000;         // after a move, until a node's smoothed load shows it (~95%)
+  uint32_t moves_per_step = 4;       // at most this many moves started per step
 };
 
 // One process of this home, as measured now.
@@ -74,7 +81,8 @@ class Engine {
   explicit Engine(Settings s) : s_(s) {}
   const Settings& settings() const { return s_; }
 
-  // The one move to make now, if any. `nodes` are every node of the map as
+  // The next move to make now, if any (call again after moved() for
+  // another in the same step). `nodes` are every node of the map as
   // this home knows them (its own entry marked self); `bytes_per_s` is the
   // rate earlier moves achieved.
   std::optional<Decision> step(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
@@ -90,7 +98,8 @@ class Engine {
   uint64_t usher_threshold(uint64_t total) const;
   // The node's load and free memory as this home expects them: gossip
   // corrected by our recent moves.
-  double expected_load(const placement::NodeView& n, int64_t now_ms) const;
+  // `before_step`: without the moves decided at now_ms (this step's).
+  double expected_load(const placement::NodeView& n, int64_t now_ms, bool before_step = false) const;
   uint64_t expected_free(const placement::NodeView& n, int64_t now_ms) const;
 
  private:
@@ -101,6 +110,11 @@ class Engine {
   std::optional<Decision> balancing(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
                                     int64_t now_ms, double bytes_per_s, std::mt19937_64& rng);
   bool resting(const Proc& p, int64_t now_ms) const;
+  // Processes this home sent to `node` in the step at `now_ms`.
+  uint32_t sent_now(uint32_t node, int64_t now_ms) const;
+  // How many processes `t` may take from this home in the step at now_ms.
+  uint32_t step_quota(const placement::NodeView& t, std::span<const placement::NodeView> nodes,
+                      int64_t now_ms) const;
 
   struct Recent;
   double unseen(const Recent& r, int64_t info_ms) const;
