@@ -256,6 +256,30 @@ class Cluster {
   Cluster& operator=(const Cluster&) = delete;
   ~Cluster() { take_down(); }
 
+  // Waits until node1 has heard from every node (its gossip view is whole),
+  // as on a cluster that has been running: jobs started before that would
+  // measure the cluster's start-up (up to a gossip step or two), not the
+  // policies. Gives up after `timeout_s` and says so; the bench goes on.
+  void wait_until_node1_sees_all(int nodes, double timeout_s = 20) {
+    auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_s));
+    for (;;) {
+      auto [code, out] = env_.run(env_.on_node(1, {(env_.bin / "mosmon").string(), "--once", "--json"}), 10);
+      int seen = 0;
+      try {
+        if (code == 0)
+          for (const auto& n : nlohmann::json::parse(out).at("nodes"))
+            seen += n.value("known", false) && n.value("up", false);
+      } catch (const nlohmann::json::exception&) {
+      }
+      if (seen >= nodes) return;
+      if (Clock::now() >= deadline) {
+        std::printf("  (node1 saw only %d of %d nodes after %.0f s; starting anyway)\n", seen, nodes, timeout_s);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+
   nlohmann::json status() {
     auto [code, out] = env_.run({env_.mosctl(), "cluster", "status", "--json"});
     if (code != 0) throw roam::UserError(fmt::format("mosctl cluster status failed: {}", last_line(out)));
@@ -460,6 +484,7 @@ void cpu_case(Env& env, const CpuCase& c, int jobs, uint64_t& units, double& w, 
   CpuRun without, with;
   {
     Cluster cluster(env, c.nodes, c.flags, policy_settings ? kBalanceOff : Strings{});
+    cluster.wait_until_node1_sees_all(c.nodes);
     if (units == 0) {
       // Calibrate: a probe of about 0.5 s (its CPU time, without the
       // start-up), scaled to the target.
@@ -484,6 +509,7 @@ void cpu_case(Env& env, const CpuCase& c, int jobs, uint64_t& units, double& w, 
   }
   {
     Cluster cluster(env, c.nodes, c.flags, policy_settings ? kBalanceOn : Strings{});
+    cluster.wait_until_node1_sees_all(c.nodes);
     with = run_cpu_jobs(env, jobs, units);
   }
   double total = jobs * w;
@@ -593,6 +619,7 @@ void memory_case(Env& env, bool policy_settings, double settle_s, Totals& totals
     MemRun r;
     {
       Cluster cluster(env, 2, flags, policy_settings ? (usher ? kUsherOn : kUsherOff) : Strings{});
+      cluster.wait_until_node1_sees_all(2);
       r = run_mem_jobs(env, settle_s);
     }
     std::printf("  %-18s %10d %5d %5d %6d  %s\n", usher ? "with ushering" : "without ushering", r.oom_killed, r.passed,

@@ -87,14 +87,29 @@ uint32_t Engine::sent_now(uint32_t node, int64_t now_ms) const {
   return n;
 }
 
-uint32_t Engine::step_quota(const NodeView& t, std::span<const NodeView> nodes, int64_t now_ms) const {
+double Engine::load_of(const NodeView& n, std::span<const Proc> procs, int64_t now_ms, bool before_step) const {
+  double load = expected_load(n, now_ms, before_step);
+  if (!n.self) return load;
+  double demand = 0;
+  for (const Proc& p : procs) {
+    if (p.node != n.node) continue;
+    // A move under way takes it off; this step's own decisions (moving,
+    // last moved now) count only for the loads as the step began.
+    if (p.moving && !(before_step && p.last_move_ms == now_ms)) continue;
+    demand += std::min(1.0, p.cpu_demand);
+  }
+  return std::max(load, demand * share_of(n));
+}
+
+uint32_t Engine::step_quota(const NodeView& t, std::span<const NodeView> nodes, std::span<const Proc> procs,
+                            int64_t now_ms) const {
   // From the loads as they stood when the step began, so the quota does not
   // shrink under this step's own moves.
   double sum = 0;
   std::vector<double> loads;
   for (const NodeView& n : nodes) {
     if (!n.up) continue;
-    loads.push_back(expected_load(n, now_ms, true));
+    loads.push_back(load_of(n, procs, now_ms, true));
     sum += loads.back();
   }
   if (loads.empty()) return 1;
@@ -103,7 +118,7 @@ uint32_t Engine::step_quota(const NodeView& t, std::span<const NodeView> nodes, 
   uint32_t senders = 0;
   for (double l : loads)
     if (l > avg + share / 2) ++senders;
-  double room = (avg - expected_load(t, now_ms, true)) / share;
+  double room = (avg - load_of(t, procs, now_ms, true)) / share;
   if (senders == 0 || room <= 1) return 1;
   return static_cast<uint32_t>(std::ceil(room / senders));
 }
@@ -201,13 +216,13 @@ std::optional<Decision> Engine::balancing(std::span<const Proc> procs, std::span
     if (p.age_s < move_seconds(p.rss, bytes_per_s)) continue;
     const NodeView* from = find(nodes, p.node);
     if (!from || !from->up) continue;
-    double from_load = expected_load(*from, now_ms);
+    double from_load = load_of(*from, procs, now_ms);
     for (const NodeView& t : nodes) {
       if (t.node == p.node) continue;
       if (!placement::unfit(p.placement, t, p.node).empty()) continue;
       // Against herding on information that may be stale (header).
-      if (sent_now(t.node, now_ms) >= step_quota(t, nodes, now_ms)) continue;
-      double to_load = expected_load(t, now_ms) + share_of(t);
+      if (sent_now(t.node, now_ms) >= step_quota(t, nodes, procs, now_ms)) continue;
+      double to_load = load_of(t, procs, now_ms) + share_of(t);
       double gain = from_load - to_load;
       // Worth most of a process at the target, whatever the margin: the
       // loads are smoothed samples, and a fraction of a process is noise

@@ -134,6 +134,10 @@ void LoadMeter::sample(uint32_t runnable, uint32_t cpus) {
   primed_ = true;
 }
 
+double LoadMeter::time_constant_ms(uint32_t sample_ms, double alpha) {
+  return -static_cast<double>(sample_ms) / std::log(1.0 - std::clamp(alpha, 0.01, 0.99));
+}
+
 uint32_t LoadMeter::load() const { return static_cast<uint32_t>(std::lround(std::max(0.0, smoothed_))); }
 
 }  // namespace roam

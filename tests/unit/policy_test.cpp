@@ -172,7 +172,10 @@ std::map<uint32_t, int> one_step(Engine& e, std::vector<Proc> procs, const std::
     auto d = e.step(procs, nodes, 100000, 200e6, rng);
     if (!d) break;
     for (Proc& p : procs)
-      if (p.pid == d->pid) p.moving = true;
+      if (p.pid == d->pid) {
+        p.moving = true;
+        p.last_move_ms = 100000;
+      }
     e.moved(*d, 100000, 0.2);
     ++to[d->to];
   }
@@ -186,6 +189,20 @@ TEST(Balance, OneStepEvensOutTwoNodes) {
   for (pid_t p = 10; p < 18; ++p) procs.push_back(busy(p));
   auto to = one_step(e, procs, {node(1, 800, true), node(2, 0)});
   EXPECT_EQ(to, (std::map<uint32_t, int>{{2, 4}}));
+}
+
+TEST(Balance, ItsOwnProcessesDemandCountsBeforeTheSmoothedLoadShowsIt) {
+  // 8 jobs just started: the node's smoothed load says 550, but each of
+  // them ran or waited the whole step: 800, and 4 go in the first step.
+  Engine e({});
+  std::vector<Proc> procs;
+  for (pid_t p = 10; p < 18; ++p) procs.push_back(busy(p));
+  auto to = one_step(e, procs, {node(1, 550, true), node(2, 0)});
+  EXPECT_EQ(to, (std::map<uint32_t, int>{{2, 4}}));
+  // Half of them waiting on something else: 400, and 2 go.
+  Engine e2({});
+  for (Proc& p : procs) p.cpu_demand = 0.5;
+  EXPECT_EQ(one_step(e2, procs, {node(1, 300, true), node(2, 0)}), (std::map<uint32_t, int>{{2, 2}}));
 }
 
 TEST(Balance, HomesThatSeeTheSameIdleNodeShareItsRoom) {

@@ -162,7 +162,10 @@ void Daemon::policy_step() {
     auto d = engine_->step(procs, views, now, move_rate_ > 0 ? move_rate_ : kAssumedMoveRate, rng_);
     if (!d) return;
     for (policy::Proc& p : procs)
-      if (p.pid == d->pid) p.moving = true;  // decided on: not again this step
+      if (p.pid == d->pid) {
+        p.moving = true;  // decided on: not again this step
+        p.last_move_ms = now;
+      }
     if (!start_policy_move(*d, now)) continue;
   }
 }

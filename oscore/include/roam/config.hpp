@@ -54,7 +54,12 @@ struct Settings {
   // cheaper; the cluster network sees memory contents).
   bool seal_pages = false;
   // The automatic policies (policy.* settings; see policy.hpp).
-  policy::Settings policy;
+  // settle_ms 0: mosd derives it from load_sample_ms (daemon.cpp).
+  policy::Settings policy = [] {
+    policy::Settings s;
+    s.settle_ms = 0;
+    return s;
+  }();
 };
 
 struct ClusterConfig {

@@ -48,7 +48,8 @@ struct Settings {
   uint32_t move_cost_ms = 200;       // a move's fixed cost, besides its bytes
   uint32_t io_home_calls_per_s = 2000;  // 0: no I/O homing
   uint32_t io_home_steps = 3;
-  uint32_t settle_ms = 2000;         // after a move, until a node's smoothed load shows it (~95%)
+  uint32_t settle_ms = 2600;         // after a move, until a node's smoothed load shows it (~95%);
+                                     // in the config 0 (the default): 3 time constants of load smoothing
   uint32_t moves_per_step = 4;       // at most this many moves started per step
 };
 
@@ -63,7 +64,7 @@ struct Proc {
   double io_calls_per_s = 0;   // away: calls forwarded home per second; home: read/write calls
   uint32_t io_high_steps = 0;  // consecutive steps above the I/O threshold
   int64_t last_move_ms = -1;   // when it last moved (any reason), -1: never
-  bool moving = false;         // a move is under way
+  bool moving = false;         // a move is under way (decided in this step: moving, last_move_ms = now)
 };
 
 struct Decision {
@@ -110,11 +111,17 @@ class Engine {
   std::optional<Decision> balancing(std::span<const Proc> procs, std::span<const placement::NodeView> nodes,
                                     int64_t now_ms, double bytes_per_s, std::mt19937_64& rng);
   bool resting(const Proc& p, int64_t now_ms) const;
+  // The load of `n` as this home sees it: expected_load, and for the home
+  // itself at least what its own processes there demanded in the last
+  // step (measured directly, so fresher than the node's smoothed figure:
+  // 8 jobs started at once show as 800 at the first step, not ~550).
+  double load_of(const placement::NodeView& n, std::span<const Proc> procs, int64_t now_ms,
+                 bool before_step = false) const;
   // Processes this home sent to `node` in the step at `now_ms`.
   uint32_t sent_now(uint32_t node, int64_t now_ms) const;
   // How many processes `t` may take from this home in the step at now_ms.
   uint32_t step_quota(const placement::NodeView& t, std::span<const placement::NodeView> nodes,
-                      int64_t now_ms) const;
+                      std::span<const Proc> procs, int64_t now_ms) const;
 
   struct Recent;
   double unseen(const Recent& r, int64_t info_ms) const;

@@ -29,8 +29,12 @@ MemoryInfo memory_info();
 // of reference speed (10000).
 class LoadMeter {
  public:
-  LoadMeter(uint32_t speed, double alpha = 0.25) : speed_(speed), alpha_(alpha) {}
+  static constexpr double kAlpha = 0.25;
+  LoadMeter(uint32_t speed, double alpha = kAlpha) : speed_(speed), alpha_(alpha) {}
   void sample(uint32_t runnable, uint32_t cpus);
+  // The smoothing's time constant for samples every `sample_ms`: a step in
+  // the runnable count shows 63% after it, 95% after three.
+  static double time_constant_ms(uint32_t sample_ms, double alpha = kAlpha);
   uint32_t load() const;
 
  private:
