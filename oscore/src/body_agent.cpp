@@ -39,6 +39,7 @@
 #include "roam/syscall_regions.hpp"
 #include "roam/syscalls.hpp"
 #include "roam/sysinfo.hpp"
+#include "roam/usage.hpp"
 
 namespace roam::mig {
 
@@ -133,6 +134,7 @@ class BodyServer {
     try {
       auto go = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(120000)));
       if (msg::peek_type(go) != msg::Type::mig_go) throw LinkLost{"home did not commit the move"};
+      before_ = msg::decode<msg::MigGo>(go).before;
       ::sched_setaffinity(body_, sizeof node_cpus_, &node_cpus_);
       stub_->detach();
       stub_.reset();
@@ -551,10 +553,11 @@ class BodyServer {
       case SYS_getegid:
         return answer_value(id, offer_.egid);
       case SYS_getrusage:
+        return answer_rusage(id, nr, args);
       case SYS_times:
+        return answer_times(id, args);
       case SYS_clock_gettime:  // its own CPU-time clocks
-        // The body's own usage: the part spent at home before is missing.
-        return answer_continue(id);
+        return answer_cpu_clock(id, args);
       case SYS_getgroups: {
         // The home's answer is exact; the list is written to the body's buffer.
         std::vector<fwd::Region> out;
@@ -573,6 +576,55 @@ class BodyServer {
       default:
         return send_call(id, nr, args, {});  // getpgrp: no memory
     }
+  }
+
+  // ---- its own usage: what it used at home before the move (MigGo) plus
+  // what the body used since ----
+
+  std::optional<CpuUsage> used_so_far() {
+    auto u = usage_of(body_);
+    if (!u) return std::nullopt;
+    CpuUsage all = before_;
+    all += *u;
+    return all;
+  }
+
+  // Writes `value` to the body at `addr` and answers 0, or EFAULT as the
+  // kernel would for a bad pointer.
+  template <typename T>
+  void answer_written(uint64_t id, uint64_t addr, const T& value) {
+    if (addr == 0 || !write_body(addr, &value, sizeof value)) return answer(id, 0, -EFAULT);
+    answer(id, 0, 0);
+  }
+
+  void answer_cpu_clock(uint64_t id, const uint64_t* args) {
+    // A single-threaded process: its thread's clock is the process's.
+    auto u = used_so_far();
+    if (!u) return answer_continue(id);
+    uint64_t ns = u->cpu_ns();
+    timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+    answer_written(id, args[1], ts);
+  }
+
+  void answer_rusage(uint64_t id, int nr, const uint64_t* args) {
+    int who = static_cast<int>(args[0]);
+    if (who == RUSAGE_CHILDREN)  // the children it reaped are the deputy's: home knows
+      return send_call(id, nr, args, {{args[1], sizeof(rusage), fwd::Dir::out}});
+    if (who != RUSAGE_SELF && who != RUSAGE_THREAD) return answer(id, 0, -EINVAL);
+    auto u = used_so_far();
+    if (!u) return answer_continue(id);
+    answer_written(id, args[1], to_rusage(*u, false));
+  }
+
+  void answer_times(uint64_t id, const uint64_t* args) {
+    auto u = used_so_far();
+    if (!u) return answer_continue(id);
+    // Children reaped at home while it is away are not in the snapshot.
+    tms t = to_tms(*u);
+    if (args[0] != 0 && !write_body(args[0], &t, sizeof t)) return answer(id, 0, -EFAULT);
+    // The return value is this kernel's tick count, as the call itself
+    // would give (the body runs on this node).
+    answer_value(id, ::syscall(SYS_times, nullptr));
   }
 
   void forward(uint64_t id, int nr, const uint64_t* args) {
@@ -703,7 +755,8 @@ class BodyServer {
     t.request_interrupt();
     if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
     t.settle();
-    msg::GoingHome gh{reason, 0, pending_signals()};
+    msg::GoingHome gh{reason, 0, pending_signals(), {}};
+    if (auto u = used_so_far()) gh.used = *u;
     image::Frozen f = image::capture_stopped(std::move(t), {.contents = false});
     gh.image_bytes = image::content_bytes(f.image);
     send(gh);
@@ -797,6 +850,7 @@ class BodyServer {
   BodyOptions o_;
   std::chrono::milliseconds link_timeout_;
   msg::MigOffer offer_;
+  CpuUsage before_;  // used at home until the move (MigGo)
   std::optional<Tracee> stub_;
   cpu_set_t node_cpus_{};  // the CPUs the body may use here (the agent's own)
   pid_t body_ = -1;

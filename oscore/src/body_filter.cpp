@@ -109,8 +109,16 @@ std::vector<sock_filter> build_body_filter(const BodyFilterOptions& o) {
   size_t arch = a.jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64);
   a.set_true(arch, a.here());
   leaves.push_back({arch, false, false});
-  // 2. The agent's trampoline may make any call.
+  // 2. The agent's trampoline may make any call, except those the vDSO
+  //    itself makes from the same range as fallbacks (a CPU-time clock read
+  //    through clock_gettime lands there): they take the normal path.
   if (o.trampoline_end > o.trampoline_begin && hi32(o.trampoline_begin) == hi32(o.trampoline_end - 1)) {
+    std::vector<size_t> vdso_calls;
+    a.stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
+    for (long nr : {SYS_clock_gettime, SYS_clock_getres, SYS_gettimeofday, SYS_time, SYS_getcpu}) {
+      vdso_calls.push_back(a.jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(nr)));
+      a.set_false(vdso_calls.back(), a.here());
+    }
     a.stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, instruction_pointer) + 4);
     size_t hi = a.jump(BPF_JMP | BPF_JEQ | BPF_K, hi32(o.trampoline_begin));
     a.set_true(hi, a.here());
@@ -123,6 +131,7 @@ std::vector<sock_filter> build_body_filter(const BodyFilterOptions& o) {
     a.set_true(lt, next);
     a.set_false(hi, next);
     a.set_false(ge, next);
+    for (size_t j : vdso_calls) a.set_true(j, next);
   }
   // 3. Anonymous private mmap is local: flags (arg 3) without MAP_SHARED
   //    bits and with MAP_ANONYMOUS.

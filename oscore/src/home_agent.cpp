@@ -118,7 +118,12 @@ class HomeAgent::Impl {
       auto ready = msg::decode<msg::MigReady>(reply);
       st.restore_us = ready.restore_us;
       st.transfer = us(Clock::now() - sent_at);
-      ch.send_msg(msg::MigGo{});
+      // What it used until now goes with it: its usage calls away answer
+      // this plus what the body uses.
+      msg::MigGo go;
+      if (auto used = usage_of(pid_)) go.before = *used;
+      go.before += o_.carried;
+      ch.send_msg(go);
       st.freeze = us(Clock::now() - frozen_->frozen_at);
     } catch (...) {
       frozen_.reset();  // detaches: the process runs on at home
@@ -683,6 +688,7 @@ class HomeAgent::Impl {
       throw LinkLost{fmt::format("restoring the body at home failed: {}", e.what())};
     }
     own_cpus_again();
+    if (auto here = usage_of(pid_)) out_.away_usage = beyond(gh.used, *here);
     send(msg::HomeDone{true, {}});
     // Signals queued at the body, then those forwarded while it travelled,
     // are queued here again before the process runs.

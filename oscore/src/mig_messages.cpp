@@ -143,8 +143,21 @@ void decode_fields(wire::Reader& r, MigReady& m) {
 void encode_fields(wire::Writer& w, const MigRefused& m) { w.str(m.reason); }
 void decode_fields(wire::Reader& r, MigRefused& m) { m.reason = r.str(4096); }
 
-void encode_fields(wire::Writer&, const MigGo&) {}
-void decode_fields(wire::Reader&, MigGo&) {}
+namespace {
+void put_usage(wire::Writer& w, const CpuUsage& u) {
+  for (uint64_t v : {u.user_ns, u.sys_ns, u.child_user_ns, u.child_sys_ns, u.minflt, u.majflt, u.nvcsw, u.nivcsw,
+                     u.maxrss_kib})
+    w.u64(v);
+}
+void get_usage(wire::Reader& r, CpuUsage& u) {
+  for (uint64_t* v : {&u.user_ns, &u.sys_ns, &u.child_user_ns, &u.child_sys_ns, &u.minflt, &u.majflt, &u.nvcsw,
+                      &u.nivcsw, &u.maxrss_kib})
+    *v = r.u64();
+}
+}  // namespace
+
+void encode_fields(wire::Writer& w, const MigGo& m) { put_usage(w, m.before); }
+void decode_fields(wire::Reader& r, MigGo& m) { get_usage(r, m.before); }
 
 void encode_fields(wire::Writer& w, const FwdCall& m) {
   w.u64(m.seq);
@@ -191,6 +204,7 @@ void encode_fields(wire::Writer& w, const GoingHome& m) {
   w.u64(m.image_bytes);
   w.u32(static_cast<uint32_t>(m.pending_signals.size()));
   for (const auto& s : m.pending_signals) w.bytes(s);
+  put_usage(w, m.used);
 }
 void decode_fields(wire::Reader& r, GoingHome& m) {
   m.reason = r.str(4096);
@@ -200,6 +214,7 @@ void decode_fields(wire::Reader& r, GoingHome& m) {
     auto b = r.bytes(s.size());
     std::memcpy(s.data(), b.data(), b.size());
   }
+  get_usage(r, m.used);
 }
 
 void encode_fields(wire::Writer& w, const HomeDone& m) {

@@ -78,6 +78,22 @@ TEST(BodyFilter, TrampolineMayCallAnything) {
   EXPECT_EQ(eval(p, SYS_futex, 0x5000), SECCOMP_RET_ALLOW);
 }
 
+// The trampoline is the [vdso], whose own fallbacks make calls from the same
+// range: a CPU-time clock read through clock_gettime must still reach the
+// agent (which adds the CPU time used at home before the move).
+TEST(BodyFilter, TheVdsosOwnFallbacksTakeTheNormalPath) {
+  BodyFilterOptions o;
+  o.trampoline_begin = 0x7f0000001000;
+  o.trampoline_end = 0x7f0000003000;
+  auto p = build_body_filter(o);
+  for (int nr : {SYS_clock_gettime, SYS_clock_getres})
+    EXPECT_EQ(eval(p, nr, 0x7f0000001800), SECCOMP_RET_USER_NOTIF) << nr;
+  // Local calls stay local from there too; the agent's other calls pass.
+  for (int nr : {SYS_gettimeofday, SYS_time, SYS_getcpu})
+    EXPECT_EQ(eval(p, nr, 0x7f0000001800), eval(p, nr, 0x5000)) << nr;
+  EXPECT_EQ(eval(p, SYS_setresuid, 0x7f0000001800), SECCOMP_RET_ALLOW);
+}
+
 // A real child under the filter: the supervisor sees exactly the calls the
 // table does not mark local, and answers getpid with a home value.
 TEST(BodyFilter, RealChildNotifiesOnlyNonLocalCalls) {

@@ -125,7 +125,8 @@ class HomeSide {
       }
       mig::HomeAgent agent(pid_, {.self_node = c_.node,
                                   .link_timeout = std::chrono::milliseconds(cfg_.settings.link_timeout_ms),
-                                  .on_tick = [this](uint64_t calls) { write_stats(calls); }});
+                                  .on_tick = [this](uint64_t calls) { write_stats(calls); },
+                                  .carried = carried_});
       try {
         auto t0 = Clock::now();
         Channel ch = dial_channel(spec->address, static_cast<uint16_t>(spec->port + 1), key_, c_.node, node,
@@ -175,6 +176,7 @@ class HomeSide {
       switch (out.end) {
         case mig::HomeOutcome::End::home:
           log_info("process {} is home: {}", pid_, out.message);
+          carried_ = out.away_usage;
           if (asking && asking->req.node != 0) {
             pending = std::move(asking);
           } else {
@@ -304,6 +306,7 @@ class HomeSide {
   ClusterKey key_;
   FileDesc listener_;
   uint32_t current_ = 0;
+  CpuUsage carried_;  // used away on earlier trips, missing from the kernel's figures here
   std::string command_;
 };
 

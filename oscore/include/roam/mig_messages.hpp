@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "roam/messages.hpp"
+#include "roam/usage.hpp"
 
 namespace roam::msg {
 
@@ -103,6 +104,7 @@ struct MigRefused {
 
 struct MigGo {
   static constexpr Type kType = Type::mig_go;
+  CpuUsage before;  // what the process used at home until the freeze
 };
 
 enum class RegionDir : uint8_t { in = 1, out = 2, inout = 3 };
@@ -151,6 +153,7 @@ struct GoingHome {
   std::string reason;
   uint64_t image_bytes = 0;
   std::vector<std::array<std::byte, 128>> pending_signals;  // siginfo, queued at the body
+  CpuUsage used;  // all it used, at home before and away (what its usage calls answered)
 };
 
 struct HomeDone {

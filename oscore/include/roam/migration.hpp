@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "roam/channel.hpp"
+#include "roam/usage.hpp"
 
 namespace roam::mig {
 
@@ -58,6 +59,9 @@ struct HomeOptions {
   // While the body is away, about once a second: the number of its calls
   // served here so far (the home's policies read the rate: I/O homing).
   std::function<void(uint64_t calls_served)> on_tick;
+  // Usage of earlier trips away that the process's own figures at home
+  // lack (HomeOutcome::away_usage of the last one): sent with the move.
+  CpuUsage carried;
 };
 
 struct HomeOutcome {
@@ -67,6 +71,9 @@ struct HomeOutcome {
   std::map<std::string, unsigned> served;  // forwarded calls by name
   unsigned signals_forwarded = 0;
   std::vector<std::string> log;
+  // Came home: what it used away (and on earlier trips) that the kernel's
+  // figures for the process at home do not show.
+  CpuUsage away_usage;
 };
 
 class HomeAgent {
