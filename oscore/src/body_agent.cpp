@@ -419,7 +419,19 @@ class BodyServer {
     auto now = Clock::now();
     if (now - ch_.last_heard() > link_timeout_)
       throw LinkLost{fmt::format("no word from home for {} ms", link_timeout_.count())};
-    if (now - last_sent_ > link_timeout_ / 4) send(msg::Keepalive{});
+    // Once a second, whatever else went: how much the body runs (home's
+    // policies read it); also the keepalive.
+    if (now - last_stats_ >= std::chrono::seconds(1) || now - last_sent_ > link_timeout_ / 4) {
+      last_stats_ = now;
+      send(msg::Keepalive{body_sched_ns()});
+    }
+  }
+
+  uint64_t body_sched_ns() {
+    std::ifstream in(fmt::format("/proc/{}/schedstat", body_));
+    uint64_t run = 0, wait = 0;
+    in >> run >> wait;
+    return run + wait;
   }
 
   void send(const auto& m) {
@@ -868,6 +880,7 @@ class BodyServer {
   Clock::time_point next_stop_check_{};  // credentials changed at home: the offer's ids are stale
   bool ended_ = false;
   Clock::time_point last_sent_{};
+  Clock::time_point last_stats_{};
   BodyOutcome out_;
 };
 

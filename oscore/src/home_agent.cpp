@@ -229,7 +229,7 @@ class HomeAgent::Impl {
     }
     if (o_.on_tick && now - last_tick_ >= std::chrono::seconds(1)) {
       last_tick_ = now;
-      o_.on_tick(calls_served_);
+      o_.on_tick(calls_served_, body_demand_);
     }
     if (waiting_fd >= 0 && come_home_sent_) return Wait::cancelled;
     if (waiting_fd >= 0 && p[3].revents != 0) return Wait::ready;
@@ -262,10 +262,26 @@ class HomeAgent::Impl {
       case msg::Type::body_stopped:
         return stop_deputy(msg::decode<msg::BodyStopped>(body).signo);
       case msg::Type::keepalive:
+        return note_body_sched(msg::decode<msg::Keepalive>(body).body_sched_ns);
       case msg::Type::fwd_cancel:  // for a call already answered
         return;
       default:
         throw LinkLost{fmt::format("unexpected {} message from the body's node", msg::type_name(msg::peek_type(body)))};
+    }
+  }
+
+  // The body's run + wait time, once a second from its node: its demand
+  // over the interval.
+  void note_body_sched(uint64_t ns) {
+    if (ns == 0) return;
+    auto now = Clock::now();
+    if (sched_at_ != Clock::time_point{} && ns >= sched_ns_) {
+      double dt = std::chrono::duration<double>(now - sched_at_).count();
+      if (dt > 0.2) body_demand_ = std::clamp(static_cast<double>(ns - sched_ns_) / 1e9 / dt, 0.0, 1.0);
+    }
+    if (sched_at_ == Clock::time_point{} || now - sched_at_ > std::chrono::milliseconds(200)) {
+      sched_at_ = now;
+      sched_ns_ = ns;
     }
   }
 
@@ -731,6 +747,9 @@ class HomeAgent::Impl {
   uint64_t scratch_ = 0;  // a page of the deputy's for injected calls' arguments
   uint64_t calls_served_ = 0;
   Clock::time_point last_tick_{};
+  Clock::time_point sched_at_{};
+  uint64_t sched_ns_ = 0;
+  double body_demand_ = -1;  // see note_body_sched
   int deputy_cpu_ = -1;   // the CPU the deputy is pinned to (follow_agent_cpu)
   cpu_set_t own_affinity_{};  // the process's own, put back when it comes home
   std::deque<std::vector<std::byte>> pending_;

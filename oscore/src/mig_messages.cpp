@@ -229,7 +229,7 @@ void decode_fields(wire::Reader& r, HomeDone& m) {
 void encode_fields(wire::Writer& w, const BodyExit& m) { w.i32(m.status); }
 void decode_fields(wire::Reader& r, BodyExit& m) { m.status = r.i32(); }
 
-void encode_fields(wire::Writer&, const Keepalive&) {}
+void encode_fields(wire::Writer& w, const Keepalive& m) { w.u64(m.body_sched_ns); }
 void encode_fields(wire::Writer& w, const BodyStopped& m) { w.i32(m.signo); }
 void decode_fields(wire::Reader& r, BodyStopped& m) {
   m.signo = r.i32();
@@ -247,6 +247,6 @@ void decode_fields(wire::Reader& r, BodyGone& m) {
     std::memcpy(s.data(), b.data(), b.size());
   }
 }
-void decode_fields(wire::Reader&, Keepalive&) {}
+void decode_fields(wire::Reader& r, Keepalive& m) { m.body_sched_ns = r.u64(); }
 
 }  // namespace roam::msg

@@ -273,6 +273,37 @@ io_bound_comes_home_body() {
 }
 io_bound_comes_home_cleanup() { cluster_down; }
 
+atf_test_case away_demand_is_measured cleanup
+away_demand_is_measured_head() {
+  atf_set descr "the home hears from the body's node how CPU-bound a process away is: a CPU loop near 1000 per mille, a process that mostly sleeps near 0"
+  atf_set require.user root
+  atf_set timeout 120
+}
+# demand NODE PID: the third field of the home agent's stats file.
+demand() { on_node "$1" cat "/run/roam/agents/$2.stats" 2>/dev/null | awk '{ print $3 }'; }
+demand_in() {
+  _d=$(demand 1 "$1")
+  [ -n "$_d" ] && [ "$_d" -ge "$2" ] && [ "$_d" -le "$3" ]
+}
+away_demand_is_measured_body() {
+  roam_init
+  cluster_up 2
+  busy=$(job_start 1 busy "$(wl cpu_loop)")
+  wait_line busy.out '^READY'
+  idle=$(job_start 1 idle "$(wl clock_check)")
+  wait_line idle.out '^READY'
+  migrate_ok 1 "$busy" 2
+  migrate_ok 1 "$idle" 2
+  retry 100 0.1 demand_in "$busy" 700 1000 || atf_fail "busy process away: demand '$(demand 1 "$busy")', not 700..1000"
+  retry 100 0.1 demand_in "$idle" 0 300 || atf_fail "sleeping process away: demand '$(demand 1 "$idle")', not 0..300"
+  echo "demand away: busy $(demand 1 "$busy"), idle $(demand 1 "$idle") per mille"
+  finish busy "$busy"
+  on_node 1 kill -USR1 "$idle"
+  expect_status idle 0
+  atf_check -o "match:^PASS" cat idle.out
+}
+away_demand_is_measured_cleanup() { cluster_down; }
+
 atf_test_case memory_ushering cleanup
 memory_ushering_head() {
   atf_set descr "node1 limited to 512 MiB: 150 MiB jobs started there one after another are ushered to node2 as free memory runs low; none is OOM-killed, all verify their memory"
@@ -313,5 +344,6 @@ atf_init_test_cases() {
   atf_add_test_case tagged_stays_on_tagged_nodes
   atf_add_test_case dead_node_gets_nothing
   atf_add_test_case io_bound_comes_home
+  atf_add_test_case away_demand_is_measured
   atf_add_test_case memory_ushering
 }

@@ -2,6 +2,7 @@
 // truncation at every byte, wrong tags, count and length limits, append-only
 // trailing fields, and frame assembly from arbitrary deliveries.
 #include "roam/messages.hpp"
+#include "roam/mig_messages.hpp"
 #include "roam/wire.hpp"
 
 #include <algorithm>
@@ -845,6 +846,34 @@ TEST(FrameAssembler, LongStreamsSurviveBufferCompaction) {
   ASSERT_EQ(got.size(), sent.size());
   for (size_t i = 0; i < sent.size(); ++i) ASSERT_EQ(got[i], sent[i]) << "frame " << i;
   EXPECT_EQ(fa.buffered(), 0u);
+}
+
+// The usage and demand figures the migration messages carry survive the
+// wire; a frame cut short is a DecodeError, not garbage.
+TEST(MigMessages, UsageAndDemandRoundTrip) {
+  MigGo go;
+  go.before = {.user_ns = 1'500'000'000, .sys_ns = 20'000'000, .child_user_ns = 7, .child_sys_ns = 8, .minflt = 9,
+               .majflt = 10, .nvcsw = 11, .nivcsw = 12, .maxrss_kib = 13};
+  auto b = encode(go);
+  auto back = decode<MigGo>(b);
+  EXPECT_EQ(back.before.cpu_ns(), 1'520'000'000u);
+  EXPECT_EQ(back.before.child_sys_ns, 8u);
+  EXPECT_EQ(back.before.maxrss_kib, 13u);
+  b.pop_back();
+  EXPECT_THROW(decode<MigGo>(b), wire::DecodeError);
+
+  GoingHome gh{"asked home", 4096, {std::array<std::byte, 128>{}}, {}};
+  gh.used.user_ns = 42;
+  gh.used.nivcsw = 3;
+  auto ghb = decode<GoingHome>(encode(gh));
+  EXPECT_EQ(ghb.reason, "asked home");
+  EXPECT_EQ(ghb.pending_signals.size(), 1u);
+  EXPECT_EQ(ghb.used.user_ns, 42u);
+  EXPECT_EQ(ghb.used.nivcsw, 3u);
+
+  Keepalive k{123456789};
+  EXPECT_EQ(decode<Keepalive>(encode(k)).body_sched_ns, 123456789u);
+  EXPECT_EQ(decode<Keepalive>(encode(Keepalive{})).body_sched_ns, 0u);
 }
 
 }  // namespace roam::msg

@@ -134,13 +134,16 @@ void Daemon::policy_step() {
       t.calls = calls;
       t.io_high = 0;
     } else {
-      // Away: its body loads its node; the home agent counts its calls.
+      // Away: its home agent counts its calls and hears from the body's
+      // node how much it runs; until it has, it counts as CPU-bound.
       p.cpu_demand = 1;
       std::ifstream st(agent_dir() / fmt::format("{}.stats", jp.pid));
       uint64_t rate = 0, bytes = 0;
+      int demand_permille = -1;
       if (st >> rate >> bytes) {
         p.rss = bytes;
         p.io_calls_per_s = static_cast<double>(rate);  // the agent's, over its last second
+        if (st >> demand_permille && demand_permille >= 0) p.cpu_demand = demand_permille / 1000.0;
       }
       long threads = 1;
       uint64_t start = 0;

@@ -125,7 +125,7 @@ class HomeSide {
       }
       mig::HomeAgent agent(pid_, {.self_node = c_.node,
                                   .link_timeout = std::chrono::milliseconds(cfg_.settings.link_timeout_ms),
-                                  .on_tick = [this](uint64_t calls) { write_stats(calls); },
+                                  .on_tick = [this](uint64_t calls, double demand) { write_stats(calls, demand); },
                                   .carried = carried_});
       try {
         auto t0 = Clock::now();
@@ -228,7 +228,9 @@ class HomeSide {
 
   // For mosd's policies: calls served per second since the last tick, and
   // the bytes the move carried (what the process holds, near enough).
-  void write_stats(uint64_t calls) {
+  // "CALLS_PER_S MOVED_BYTES DEMAND_PERMILLE" (-1: not known yet), read by
+  // mosd's policy step.
+  void write_stats(uint64_t calls, double demand = -1) {
     auto now = Clock::now();
     double rate = 0;
     if (calls >= tick_calls_ && tick_at_ != Clock::time_point{}) {
@@ -238,7 +240,9 @@ class HomeSide {
     tick_calls_ = calls;
     tick_at_ = now;
     std::error_code ec;
-    replace_file(stats_path(), fmt::format("{} {}\n", static_cast<uint64_t>(rate), moved_bytes_),
+    replace_file(stats_path(),
+                 fmt::format("{} {} {}\n", static_cast<uint64_t>(rate), moved_bytes_,
+                             demand < 0 ? -1 : static_cast<int>(std::lround(demand * 1000))),
                  fs::path(stats_path()) += ".tmp", &ec);
   }
 

@@ -169,6 +169,10 @@ struct BodyExit {
 
 struct Keepalive {
   static constexpr Type kType = Type::keepalive;
+  // From the body's node, about once a second: the time the body has run
+  // or waited to run (schedstat, ns), from which home's policies see how
+  // CPU-bound it is away. 0: not said (home's keepalives).
+  uint64_t body_sched_ns = 0;
 };
 
 // The body entered a group stop (^Z, SIGSTOP...): the deputy stops with the

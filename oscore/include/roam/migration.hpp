@@ -57,8 +57,10 @@ struct HomeOptions {
   uint32_t self_node = 0;
   std::chrono::milliseconds link_timeout{10000};
   // While the body is away, about once a second: the number of its calls
-  // served here so far (the home's policies read the rate: I/O homing).
-  std::function<void(uint64_t calls_served)> on_tick;
+  // served here so far (the home's policies read the rate: I/O homing) and
+  // the share of the last second the body ran or waited to run where it is
+  // (-1 while not known yet).
+  std::function<void(uint64_t calls_served, double body_demand)> on_tick;
   // Usage of earlier trips away that the process's own figures at home
   // lack (HomeOutcome::away_usage of the last one): sent with the move.
   CpuUsage carried;
