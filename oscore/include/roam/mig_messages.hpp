@@ -125,7 +125,11 @@ struct FwdResult {
   static constexpr Type kType = Type::fwd_result;
   uint64_t seq = 0;
   int64_t value = 0;  // the raw return value (-errno on failure)
-  bool cancelled = false;  // abandoned before it ran (FwdCancel): the body restarts it
+  // Interrupted at home (FwdCancel, or the process comes home) before it
+  // did anything: `value` is the code the home's kernel ended it with
+  // (-EINTR or a restart code such as -ERESTARTSYS), for the body's kernel
+  // to apply; 0 from older homes means -ERESTARTSYS.
+  bool cancelled = false;
   std::vector<FwdRegion> regions;  // out/inout regions, with their contents
   std::string unserved;  // non-empty: home cannot run it this way; the process comes home for it
 };
