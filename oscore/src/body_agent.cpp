@@ -412,7 +412,7 @@ class BodyServer {
     if (si.si_code != CLD_STOPPED && si.si_code != CLD_TRAPPED) return;
     int sig = si.si_status == SIGSTOP && stop_as_ != 0 ? stop_as_ : si.si_status;
     stop_as_ = 0;
-    send(msg::BodyStopped{sig});
+    send(msg::BodyStopped{sig, signals_seen_});
   }
 
   void check_link() {
@@ -430,6 +430,7 @@ class BodyServer {
   void on_home_message(std::vector<std::byte>& body) {
     switch (msg::peek_type(body)) {
       case msg::Type::fwd_signal:
+        ++signals_seen_;
         return deliver(msg::decode<msg::FwdSignal>(body));
       case msg::Type::come_home:
         home_requested_ = true;
@@ -832,6 +833,7 @@ class BodyServer {
   uint64_t seq_ = 0;
   bool ids_changed_ = false;
   int stop_as_ = 0;  // the stop signal home sent, relayed as SIGSTOP
+  uint64_t signals_seen_ = 0;  // FwdSignals received (BodyStopped)
   Clock::time_point next_stop_check_{};  // credentials changed at home: the offer's ids are stale
   bool ended_ = false;
   Clock::time_point last_sent_{};

@@ -127,6 +127,7 @@ class HomeAgent::Impl {
       throw;
     }
     ch_ = std::move(ch);
+    signals_sent_ = last_cont_sent_ = 0;
     deputy_ = &frozen_->tracee;
     last_sent_ = Clock::now();
     try {
@@ -268,8 +269,14 @@ class HomeAgent::Impl {
         return body_ended(msg::decode<msg::BodyExit>(body).status);
       case msg::Type::going_home:
         return receive_home(msg::decode<msg::GoingHome>(body));
-      case msg::Type::body_stopped:
-        return stop_deputy(msg::decode<msg::BodyStopped>(body).signo);
+      case msg::Type::body_stopped: {
+        auto m = msg::decode<msg::BodyStopped>(body);
+        // A SIGCONT sent after the signals the body had when it stopped
+        // continues it (a stop and a continue in quick succession): the
+        // deputy must not stay stopped for it.
+        if (m.signals_seen != msg::BodyStopped::kUnknown && last_cont_sent_ > m.signals_seen) return;
+        return stop_deputy(m.signo);
+      }
       case msg::Type::keepalive:
       case msg::Type::fwd_cancel:  // for a call already answered
         return;
@@ -585,6 +592,8 @@ class HomeAgent::Impl {
       std::memcpy(m.siginfo.data(), &*info, sizeof(siginfo_t));
       send(m);
       ++out_.signals_forwarded;
+      ++signals_sent_;
+      if (info->si_signo == SIGCONT) last_cont_sent_ = signals_sent_;
     }
   }
 
@@ -815,6 +824,8 @@ class HomeAgent::Impl {
   std::function<void()> on_extra_;
   bool ended_ = false;
   bool come_home_sent_ = false;
+  uint64_t signals_sent_ = 0;    // FwdSignals on this link
+  uint64_t last_cont_sent_ = 0;  // signals_sent_ when the last SIGCONT went
   Clock::time_point last_sent_{};
   Clock::time_point next_signal_check_{};
   HomeOutcome out_;

@@ -215,10 +215,14 @@ void encode_fields(wire::Writer& w, const BodyExit& m) { w.i32(m.status); }
 void decode_fields(wire::Reader& r, BodyExit& m) { m.status = r.i32(); }
 
 void encode_fields(wire::Writer&, const Keepalive&) {}
-void encode_fields(wire::Writer& w, const BodyStopped& m) { w.i32(m.signo); }
+void encode_fields(wire::Writer& w, const BodyStopped& m) {
+  w.i32(m.signo);
+  w.u64(m.signals_seen);
+}
 void decode_fields(wire::Reader& r, BodyStopped& m) {
   m.signo = r.i32();
   if (m.signo < 1 || m.signo > 64) throw wire::DecodeError(fmt::format("stop signal {}", m.signo));
+  m.signals_seen = r.remaining() >= 8 ? r.u64() : BodyStopped::kUnknown;
 }
 
 void encode_fields(wire::Writer& w, const BodyGone& m) {

@@ -2,7 +2,10 @@
 // truncation at every byte, wrong tags, count and length limits, append-only
 // trailing fields, and frame assembly from arbitrary deliveries.
 #include "roam/messages.hpp"
+#include "roam/mig_messages.hpp"
 #include "roam/wire.hpp"
+
+#include <signal.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -520,6 +523,18 @@ TEST(Messages, AnOlderSendersMessageDecodesWithTheDefaults) {
   EXPECT_EQ(rj.command, "sleep 1");
   EXPECT_EQ(rj.placement.mobility, placement::Mobility::may_move);
   EXPECT_TRUE(rj.placement.tag.empty());
+}
+
+TEST(Messages, BodyStoppedFromAnOlderBodyCarriesNoSignalCount) {
+  BodyStopped now = decode<BodyStopped>(encode(BodyStopped{SIGTSTP, 7}));
+  EXPECT_EQ(now.signo, SIGTSTP);
+  EXPECT_EQ(now.signals_seen, 7u);
+  wire::Writer w;
+  w.u16(static_cast<uint16_t>(Type::body_stopped));
+  w.i32(SIGTSTP);
+  BodyStopped old = decode<BodyStopped>(w.take());
+  EXPECT_EQ(old.signo, SIGTSTP);
+  EXPECT_EQ(old.signals_seen, BodyStopped::kUnknown);
 }
 
 TEST(Messages, ATrailingSectionOfTheWrongLengthIsRefused) {

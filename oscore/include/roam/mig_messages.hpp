@@ -175,7 +175,11 @@ struct Keepalive {
 // same signal, so the shell at home sees its job stop.
 struct BodyStopped {
   static constexpr Type kType = Type::body_stopped;
+  static constexpr uint64_t kUnknown = ~uint64_t{0};
   int32_t signo = 0;
+  // FwdSignals the body had received when it saw itself stopped: a SIGCONT
+  // home sent after those continues it (kUnknown from older bodies).
+  uint64_t signals_seen = kUnknown;
 };
 
 // After HomeDone: the frozen body is killed; these signals came from home
