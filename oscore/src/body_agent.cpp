@@ -680,15 +680,15 @@ class BodyServer {
     result_.reset();
     if (r.seq != o.seq) throw LinkLost{fmt::format("result {} for call {}", r.seq, o.seq)};
     if (!r.unserved.empty()) return go_home(r.unserved, o.id);
+    for (const auto& g : r.regions) {
+      if (!write_body(g.addr, g.data.data(), g.data.size())) return answer(o.id, 0, -EFAULT);
+    }
     if (r.cancelled) {
       // Cancelled for a signal we queued: the kernel restarts the call or
       // fails it with EINTR once the handler is set up. Cancelled because
       // the process comes home: it re-issues the call there.
       if (cancel_sent_ && !home_requested_) return answer(o.id, 0, cancelled_code(r.value));
       return go_home(home_reason_.empty() ? "asked home" : home_reason_, o.id);
-    }
-    for (const auto& g : r.regions) {
-      if (!write_body(g.addr, g.data.data(), g.data.size())) return answer(o.id, 0, -EFAULT);
     }
     switch (o.nr) {
       case SYS_setuid: case SYS_setgid: case SYS_setreuid: case SYS_setregid: case SYS_setresuid:

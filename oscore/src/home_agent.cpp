@@ -273,7 +273,9 @@ class HomeAgent::Impl {
         auto m = msg::decode<msg::BodyStopped>(body);
         // A SIGCONT sent after the signals the body had when it stopped
         // continues it (a stop and a continue in quick succession): the
-        // deputy must not stay stopped for it.
+        // deputy must not stay stopped for it. One still pending here goes
+        // first (the SIGSTOP stop_deputy sends would discard it).
+        forward_signals(true);
         if (m.signals_seen != msg::BodyStopped::kUnknown && last_cont_sent_ > m.signals_seen) return;
         return stop_deputy(m.signo);
       }
@@ -389,9 +391,11 @@ class HomeAgent::Impl {
       }
       bool cut_short = ptrace::is_restart_code(o.value) || o.value == -EINTR;
       if (o.interrupted && cut_short) {
+        // What the kernel wrote all the same (poll's revents, select's
+        // time left) goes back too, as it would be in the body.
         r.cancelled = true;
         r.value = o.value;
-        return;
+        break;
       }
       if (!ptrace::is_restart_code(o.value) && !(o.value == -EINTR && deputy_has_pending())) {
         r.value = o.value;

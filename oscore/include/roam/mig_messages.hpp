@@ -128,7 +128,8 @@ struct FwdResult {
   // Interrupted at home (FwdCancel, or the process comes home) before it
   // did anything: `value` is the code the home's kernel ended it with
   // (-EINTR or a restart code such as -ERESTARTSYS), for the body's kernel
-  // to apply; 0 from older homes means -ERESTARTSYS.
+  // to apply; 0 from older homes means -ERESTARTSYS. `regions` then hold
+  // what the kernel wrote all the same (poll's revents, select's time left).
   bool cancelled = false;
   std::vector<FwdRegion> regions;  // out/inout regions, with their contents
   std::string unserved;  // non-empty: home cannot run it this way; the process comes home for it
