@@ -247,8 +247,30 @@ class HomeAgent::Impl {
   }
 
   void send(const auto& m) {
-    ch_.send_msg(m);
+    try {
+      ch_.send_msg(m);
+    } catch (const ChannelError&) {
+      // The body's node closes the link right after telling how the body
+      // ended: a signal or keepalive sent meanwhile finds it closed, and
+      // the BodyExit before the close is still to be read.
+      if (!body_end_left()) throw;
+      return;
+    }
     last_sent_ = Clock::now();
+  }
+
+  // Reads what the closed link still holds; true if the body's end is in it.
+  bool body_end_left() {
+    std::vector<std::byte> body;
+    for (;;) {
+      bool more = ch_.pump();
+      while (ch_.pop(body)) pending_.push_back(std::move(body));
+      if (!more) break;
+      pollfd p{ch_.fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) break;
+    }
+    return std::any_of(pending_.begin(), pending_.end(),
+                       [](const auto& b) { return msg::peek_type(b) == msg::Type::body_exit; });
   }
 
   void handle(std::vector<std::byte>& body) {
