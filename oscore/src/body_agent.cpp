@@ -50,8 +50,10 @@ using ptrace::Tracee;
 
 namespace {
 
-constexpr long kERestartSys = 512;
-constexpr long kERestartNoIntr = 513;
+using ptrace::kERestartNoHand;
+using ptrace::kERestartNoIntr;
+using ptrace::kERestartRestartBlock;
+using ptrace::kERestartSys;
 constexpr uid_t kNobody = 65534;
 constexpr int64_t kStopCheckMs = 20;
 
@@ -412,7 +414,7 @@ class BodyServer {
     if (si.si_code != CLD_STOPPED && si.si_code != CLD_TRAPPED) return;
     int sig = si.si_status == SIGSTOP && stop_as_ != 0 ? stop_as_ : si.si_status;
     stop_as_ = 0;
-    send(msg::BodyStopped{sig});
+    send(msg::BodyStopped{sig, signals_seen_});
   }
 
   void check_link() {
@@ -442,6 +444,7 @@ class BodyServer {
   void on_home_message(std::vector<std::byte>& body) {
     switch (msg::peek_type(body)) {
       case msg::Type::fwd_signal:
+        ++signals_seen_;
         return deliver(msg::decode<msg::FwdSignal>(body));
       case msg::Type::come_home:
         home_requested_ = true;
@@ -462,9 +465,10 @@ class BodyServer {
 
   // A signal sent to the home pid. If the body waits for a forwarded call
   // and would run a handler for it, the call must be interrupted as Linux
-  // would: the home abandons it if it has not run (FwdCancel), and the body
-  // gets -ERESTARTSYS, which the kernel turns into EINTR or a restart by
-  // the handler's SA_RESTART.
+  // would: the home interrupts it (FwdCancel) and the body gets the code the
+  // home kernel ended it with (-ERESTARTSYS, -ERESTARTNOHAND, -EINTR...),
+  // which its own kernel turns into EINTR or a restart by the handler's
+  // SA_RESTART (see cancelled_code).
   void deliver(const msg::FwdSignal& m) {
     siginfo_t info;
     std::memcpy(&info, m.siginfo.data(), sizeof info);
@@ -485,13 +489,29 @@ class BodyServer {
     }
     if (int err = queue_signal(info); err != 0 && err != ESRCH)
       out_.log.push_back(fmt::format("queueing signal {} to the body failed: {}", sig, std::strerror(err)));
-    if (!outstanding_ || cancel_sent_) return;
-    // A handler to run, or the stop: the call waiting at home is abandoned
-    // and the kernel restarts it (after SIGCONT) or fails it with EINTR.
-    if (((s.caught & bit) != 0 && (s.blocked & bit) == 0) || stops) {
+    if (!outstanding_) return;
+    bool handler = (s.caught & bit) != 0 && (s.blocked & bit) == 0;
+    if (handler) cancel_for_handler_ = true;
+    if (cancel_sent_) return;
+    // A handler to run, or the stop: the call waiting at home is
+    // interrupted and the kernel restarts it (after SIGCONT) or fails it
+    // with EINTR.
+    if (handler || stops) {
       send(msg::FwdCancel{outstanding_->seq});
       cancel_sent_ = true;
     }
+  }
+
+  // What the body's kernel gets for a call cancelled at home: the code the
+  // home's kernel ended it with (none from the read fast path of an older
+  // home: -ERESTARTSYS, as for a read). -ERESTART_RESTARTBLOCK cannot pass:
+  // its restart block is the deputy's, not the body's. With a handler it is
+  // EINTR, as at home; after a stop alone the call starts again (a
+  // timeout then runs in full).
+  int cancelled_code(int64_t v) const {
+    if (v == -EINTR || v == -kERestartSys || v == -kERestartNoIntr || v == -kERestartNoHand) return static_cast<int>(v);
+    if (v == -kERestartRestartBlock) return cancel_for_handler_ ? -EINTR : -static_cast<int>(kERestartNoHand);
+    return -static_cast<int>(kERestartSys);
   }
 
   struct Outstanding {
@@ -691,6 +711,7 @@ class BodyServer {
     }
     outstanding_ = Outstanding{call.seq, id, nr};
     cancel_sent_ = false;
+    cancel_for_handler_ = false;
     result_.reset();
     send(call);
     await_result();
@@ -723,15 +744,15 @@ class BodyServer {
     result_.reset();
     if (r.seq != o.seq) throw LinkLost{fmt::format("result {} for call {}", r.seq, o.seq)};
     if (!r.unserved.empty()) return go_home(r.unserved, o.id);
+    for (const auto& g : r.regions) {
+      if (!write_body(g.addr, g.data.data(), g.data.size())) return answer(o.id, 0, -EFAULT);
+    }
     if (r.cancelled) {
       // Cancelled for a signal we queued: the kernel restarts the call or
       // fails it with EINTR once the handler is set up. Cancelled because
       // the process comes home: it re-issues the call there.
-      if (cancel_sent_ && !home_requested_) return answer(o.id, 0, -static_cast<int>(kERestartSys));
+      if (cancel_sent_ && !home_requested_) return answer(o.id, 0, cancelled_code(r.value));
       return go_home(home_reason_.empty() ? "asked home" : home_reason_, o.id);
-    }
-    for (const auto& g : r.regions) {
-      if (!write_body(g.addr, g.data.data(), g.data.size())) return answer(o.id, 0, -EFAULT);
     }
     switch (o.nr) {
       case SYS_setuid: case SYS_setgid: case SYS_setreuid: case SYS_setregid: case SYS_setresuid:
@@ -872,11 +893,13 @@ class BodyServer {
   std::optional<Outstanding> outstanding_;
   std::optional<msg::FwdResult> result_;
   bool cancel_sent_ = false;
+  bool cancel_for_handler_ = false;  // a signal with a handler came while the call waited
   bool home_requested_ = false;
   std::string home_reason_;
   uint64_t seq_ = 0;
   bool ids_changed_ = false;
   int stop_as_ = 0;  // the stop signal home sent, relayed as SIGSTOP
+  uint64_t signals_seen_ = 0;  // FwdSignals received (BodyStopped)
   Clock::time_point next_stop_check_{};  // credentials changed at home: the offer's ids are stale
   bool ended_ = false;
   Clock::time_point last_sent_{};

@@ -132,6 +132,7 @@ class HomeAgent::Impl {
       throw;
     }
     ch_ = std::move(ch);
+    signals_sent_ = last_cont_sent_ = 0;
     deputy_ = &frozen_->tracee;
     last_sent_ = Clock::now();
     try {
@@ -149,7 +150,8 @@ class HomeAgent::Impl {
     on_extra_ = on_extra;
     ended_ = false;
     try {
-      while (!ended_) step(-1);
+      stops_.emplace();
+      while (!ended_) step();
     } catch (const LinkLost& l) {
       link_lost(l.why);
     } catch (const ChannelError& e) {
@@ -161,6 +163,7 @@ class HomeAgent::Impl {
     } catch (const std::exception& e) {
       fail(e.what());
     }
+    stops_.reset();
     out_.log.insert(out_.log.begin(), log_.begin(), log_.end());
     log_.clear();
     return std::move(out_);
@@ -176,34 +179,46 @@ class HomeAgent::Impl {
  private:
   enum class Wait { ready, cancelled, ended };
 
-  // One round of the loop: wait for something, handle it. With `waiting_fd`
-  // >= 0 (a forwarded call waits for it to become readable) says what ended
-  // the wait, or nothing to go on waiting.
-  std::optional<Wait> step(int waiting_fd, uint64_t seq = 0) {
+  // What a forwarded call in progress waits for (see step()).
+  struct Waiting {
+    int fd = -1;               // readable: the call may go on (Wait::ready)
+    uint64_t seq = 0;          // the call: a FwdCancel for it is Wait::cancelled
+    bool deputy_runs = false;  // the deputy runs it (injected): nothing else may be injected now
+  };
+
+  // One round of the loop: wait for something, handle it. While a forwarded
+  // call waits (`w.fd` >= 0) says what ended the wait, or nothing to go on
+  // waiting.
+  std::optional<Wait> step() { return step(Waiting{}); }
+  std::optional<Wait> step(const Waiting& w) {
+    bool waiting = w.fd >= 0;
     pollfd p[4] = {{ch_.fd(), POLLIN, 0},
                    {pidfd_.get(), POLLIN, 0},
                    {extra_fd_, POLLIN, 0},
-                   {waiting_fd, POLLIN, 0}};
+                   {w.fd, POLLIN, 0}};
     int n = ::poll(p, 4, kSignalPollMs);
     if (n < 0 && errno != EINTR) throw SysError("poll", errno);
     if (n < 0) return std::nullopt;
     if (p[1].revents != 0) {
+      // The death of a deputy running a call is that call's to report.
+      if (w.deputy_runs) return Wait::ready;
       deputy_gone();
       return Wait::ended;
     }
     // A signal sent home before the data a forwarded read waits for reaches
     // the body before that read returns: look whenever the data is there.
-    forward_signals(waiting_fd >= 0 && p[3].revents != 0);
+    // A deputy inside a call sends its signals itself (see generic()).
+    if (!w.deputy_runs) forward_signals(waiting && p[3].revents != 0);
     if (ended_) return Wait::ended;
     if (p[2].revents != 0 && on_extra_) on_extra_();
     if (p[0].revents != 0) ch_.pump();
     std::vector<std::byte> body;
     while (!ended_) {
-      if (waiting_fd >= 0) {
+      if (waiting) {
         // Only a cancel of this call matters now; the rest waits its turn.
         if (!ch_.pop(body)) break;
         msg::Type t = msg::peek_type(body);
-        if (t == msg::Type::fwd_cancel && msg::decode<msg::FwdCancel>(body).seq == seq) return Wait::cancelled;
+        if (t == msg::Type::fwd_cancel && msg::decode<msg::FwdCancel>(body).seq == w.seq) return Wait::cancelled;
         if (t != msg::Type::keepalive && t != msg::Type::fwd_cancel) pending_.push_back(std::move(body));
         continue;
       }
@@ -218,7 +233,7 @@ class HomeAgent::Impl {
     if (ended_) return Wait::ended;
     // While a call waits, only the body's end (or a protocol slip) can come
     // from its side: stop waiting and let the main loop handle it.
-    if (waiting_fd >= 0 && !pending_.empty()) return Wait::cancelled;
+    if (waiting && !pending_.empty()) return Wait::cancelled;
     if (!ch_.open() && pending_.empty()) throw LinkLost{"connection closed by the body's node"};
     auto now = Clock::now();
     if (now - ch_.last_heard() > o_.link_timeout)
@@ -231,14 +246,36 @@ class HomeAgent::Impl {
       last_tick_ = now;
       o_.on_tick(calls_served_, body_demand_);
     }
-    if (waiting_fd >= 0 && come_home_sent_) return Wait::cancelled;
-    if (waiting_fd >= 0 && p[3].revents != 0) return Wait::ready;
+    if (waiting && come_home_sent_) return Wait::cancelled;
+    if (waiting && p[3].revents != 0) return Wait::ready;
     return std::nullopt;
   }
 
   void send(const auto& m) {
-    ch_.send_msg(m);
+    try {
+      ch_.send_msg(m);
+    } catch (const ChannelError&) {
+      // The body's node closes the link right after telling how the body
+      // ended: a signal or keepalive sent meanwhile finds it closed, and
+      // the BodyExit before the close is still to be read.
+      if (!body_end_left()) throw;
+      return;
+    }
     last_sent_ = Clock::now();
+  }
+
+  // Reads what the closed link still holds; true if the body's end is in it.
+  bool body_end_left() {
+    std::vector<std::byte> body;
+    for (;;) {
+      bool more = ch_.pump();
+      while (ch_.pop(body)) pending_.push_back(std::move(body));
+      if (!more) break;
+      pollfd p{ch_.fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) <= 0) break;
+    }
+    return std::any_of(pending_.begin(), pending_.end(),
+                       [](const auto& b) { return msg::peek_type(b) == msg::Type::body_exit; });
   }
 
   void handle(std::vector<std::byte>& body) {
@@ -259,8 +296,16 @@ class HomeAgent::Impl {
         return body_ended(msg::decode<msg::BodyExit>(body).status);
       case msg::Type::going_home:
         return receive_home(msg::decode<msg::GoingHome>(body));
-      case msg::Type::body_stopped:
-        return stop_deputy(msg::decode<msg::BodyStopped>(body).signo);
+      case msg::Type::body_stopped: {
+        auto m = msg::decode<msg::BodyStopped>(body);
+        // A SIGCONT sent after the signals the body had when it stopped
+        // continues it (a stop and a continue in quick succession): the
+        // deputy must not stay stopped for it. One still pending here goes
+        // first (the SIGSTOP stop_deputy sends would discard it).
+        forward_signals(true);
+        if (m.signals_seen != msg::BodyStopped::kUnknown && last_cont_sent_ > m.signals_seen) return;
+        return stop_deputy(m.signo);
+      }
       case msg::Type::keepalive:
         return note_body_sched(msg::decode<msg::Keepalive>(body).body_sched_ns);
       case msg::Type::fwd_cancel:  // for a call already answered
@@ -304,7 +349,9 @@ class HomeAgent::Impl {
         if (c.nr == SYS_read && (::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0) {
           Wait w = wait_readable(fd, c.seq);
           if (w != Wait::ready) {
+            // Nothing was read: the kernel's answer to a signal then.
             r.cancelled = true;
+            r.value = -ptrace::kERestartSys;
             return r;
           }
         }
@@ -364,26 +411,94 @@ class HomeAgent::Impl {
   // The call itself, injected into the deputy with the body's own argument
   // registers: its memory arguments point at pages mirrored at the same
   // addresses, filled with what the body holds there.
+  //
+  // It may block (poll, accept, wait4...), and a signal must interrupt it
+  // as it would at home: the deputy runs it with its signals unblocked, so
+  // one sent to the home pid interrupts it; the signal goes to the body at
+  // once and the call goes on as the kernel restarts a call (the same call,
+  // or restart_syscall for the deputy's own restart block). If the body
+  // would run a handler for it, or stops, it cancels the call (FwdCancel):
+  // the deputy is interrupted and the body gets the kernel's own code
+  // (-EINTR, -ERESTARTSYS...), so its kernel applies the same rule
+  // (SA_RESTART or not). A call that completed first is answered as such.
   void generic(const msg::FwdCall& c, msg::FwdResult& r) {
     follow_agent_cpu();
-    RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
+    long nr = c.nr;
+    auto signals = ptrace::SignalsDuring::interrupt;
+    for (bool first = true;; first = false) {
+      Injected o;
+      {
+        RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
+        if (first && !mirror_regions(rs, c, r)) return;
+        o = run_watched(rs, nr, c.args, c.seq, signals);
+      }
+      bool cut_short = ptrace::is_restart_code(o.value) || o.value == -EINTR;
+      if (o.interrupted && cut_short) {
+        // What the kernel wrote all the same (poll's revents, select's
+        // time left) goes back too, as it would be in the body.
+        r.cancelled = true;
+        r.value = o.value;
+        break;
+      }
+      if (!ptrace::is_restart_code(o.value) && !(o.value == -EINTR && deputy_has_pending())) {
+        r.value = o.value;
+        break;
+      }
+      forward_signals(true);
+      // One that cannot be taken must not interrupt the call over and over.
+      signals = deputy_has_pending() ? ptrace::SignalsDuring::held : ptrace::SignalsDuring::interrupt;
+      nr = o.value == -ptrace::kERestartRestartBlock ? SYS_restart_syscall : c.nr;
+    }
+    for (const auto& g : c.regions) {
+      if ((g.dir & static_cast<uint8_t>(msg::RegionDir::out)) == 0) continue;
+      msg::FwdRegion o{g.addr, g.len, g.dir, std::vector<std::byte>(g.len)};
+      deputy_->read_mem(RemotePtr<void>(g.addr), o.data);
+      r.regions.push_back(std::move(o));
+    }
+  }
+
+  // The call's memory, mirrored in the deputy and filled; false (and why in
+  // `r`) if it cannot be.
+  bool mirror_regions(RemoteSyscalls& rs, const msg::FwdCall& c, msg::FwdResult& r) {
     uint64_t need = 0;
     for (const auto& g : c.regions) need += g.len;
     if (mirrored_ + need > kMirrorLimit) drop_mirror(rs);
     for (const auto& g : c.regions) {
       if (!mirror(rs, g.addr, g.len)) {
         r.unserved = fmt::format("{} at home: cannot mirror {:#x}+{} in the deputy", syscall_name(c.nr), g.addr, g.len);
-        return;
+        return false;
       }
     }
     for (const auto& g : c.regions)
       if (!g.data.empty()) deputy_->write_mem(RemotePtr<void>(g.addr), g.data);
-    r.value = rs.syscall_args(c.nr, c.args);
-    for (const auto& g : c.regions) {
-      if ((g.dir & static_cast<uint8_t>(msg::RegionDir::out)) == 0) continue;
-      msg::FwdRegion o{g.addr, g.len, g.dir, std::vector<std::byte>(g.len)};
-      deputy_->read_mem(RemotePtr<void>(g.addr), o.data);
-      r.regions.push_back(std::move(o));
+    return true;
+  }
+
+  // How an injected call watched while it ran ended.
+  struct Injected {
+    long value = 0;            // its raw return value
+    bool interrupted = false;  // we interrupted it: cancelled, or the process comes home
+  };
+
+  // Runs one call in the deputy and goes on serving the link meanwhile
+  // (step()). A FwdCancel for it, the process's coming home or the body's
+  // end interrupts it.
+  Injected run_watched(RemoteSyscalls& rs, long nr, const std::array<uint64_t, 6>& args, uint64_t seq,
+                       ptrace::SignalsDuring signals) {
+    ROAM_ASSERT(stops_.has_value(), "an injected call outside serve()");
+    rs.start_syscall(nr, args, signals);
+    Injected out;
+    for (;;) {
+      stops_->drain();
+      if (std::optional<long> v = rs.syscall_result()) {
+        out.value = *v;
+        return out;
+      }
+      std::optional<Wait> w = step({.fd = stops_->fd(), .seq = seq, .deputy_runs = true});
+      if ((w == Wait::cancelled || w == Wait::ended) && !out.interrupted) {
+        rs.interrupt_syscall();
+        out.interrupted = true;
+      }
     }
   }
 
@@ -496,7 +611,7 @@ class HomeAgent::Impl {
 
   Wait wait_readable(int fd, uint64_t seq) {
     for (;;) {
-      if (std::optional<Wait> w = step(fd, seq)) return *w;
+      if (std::optional<Wait> w = step({.fd = fd, .seq = seq})) return *w;
     }
   }
 
@@ -524,6 +639,8 @@ class HomeAgent::Impl {
       std::memcpy(m.siginfo.data(), &*info, sizeof(siginfo_t));
       send(m);
       ++out_.signals_forwarded;
+      ++signals_sent_;
+      if (info->si_signo == SIGCONT) last_cont_sent_ = signals_sent_;
     }
   }
 
@@ -753,10 +870,13 @@ class HomeAgent::Impl {
   int deputy_cpu_ = -1;   // the CPU the deputy is pinned to (follow_agent_cpu)
   cpu_set_t own_affinity_{};  // the process's own, put back when it comes home
   std::deque<std::vector<std::byte>> pending_;
+  std::optional<ptrace::StopWakeups> stops_;  // while serving: the deputy stopped
   int extra_fd_ = -1;
   std::function<void()> on_extra_;
   bool ended_ = false;
   bool come_home_sent_ = false;
+  uint64_t signals_sent_ = 0;    // FwdSignals on this link
+  uint64_t last_cont_sent_ = 0;  // signals_sent_ when the last SIGCONT went
   Clock::time_point last_sent_{};
   Clock::time_point next_signal_check_{};
   HomeOutcome out_;

@@ -149,7 +149,9 @@ void put_usage(wire::Writer& w, const CpuUsage& u) {
                      u.maxrss_kib})
     w.u64(v);
 }
+// Absent (an older peer): all zero.
 void get_usage(wire::Reader& r, CpuUsage& u) {
+  if (r.remaining() < 9 * 8) return;
   for (uint64_t* v : {&u.user_ns, &u.sys_ns, &u.child_user_ns, &u.child_sys_ns, &u.minflt, &u.majflt, &u.nvcsw,
                       &u.nivcsw, &u.maxrss_kib})
     *v = r.u64();
@@ -230,10 +232,14 @@ void encode_fields(wire::Writer& w, const BodyExit& m) { w.i32(m.status); }
 void decode_fields(wire::Reader& r, BodyExit& m) { m.status = r.i32(); }
 
 void encode_fields(wire::Writer& w, const Keepalive& m) { w.u64(m.body_sched_ns); }
-void encode_fields(wire::Writer& w, const BodyStopped& m) { w.i32(m.signo); }
+void encode_fields(wire::Writer& w, const BodyStopped& m) {
+  w.i32(m.signo);
+  w.u64(m.signals_seen);
+}
 void decode_fields(wire::Reader& r, BodyStopped& m) {
   m.signo = r.i32();
   if (m.signo < 1 || m.signo > 64) throw wire::DecodeError(fmt::format("stop signal {}", m.signo));
+  m.signals_seen = r.remaining() >= 8 ? r.u64() : BodyStopped::kUnknown;
 }
 
 void encode_fields(wire::Writer& w, const BodyGone& m) {
@@ -247,6 +253,7 @@ void decode_fields(wire::Reader& r, BodyGone& m) {
     std::memcpy(s.data(), b.data(), b.size());
   }
 }
-void decode_fields(wire::Reader& r, Keepalive& m) { m.body_sched_ns = r.u64(); }
+// An older peer's keepalive is empty.
+void decode_fields(wire::Reader& r, Keepalive& m) { m.body_sched_ns = r.remaining() >= 8 ? r.u64() : 0; }
 
 }  // namespace roam::msg

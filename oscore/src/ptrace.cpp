@@ -3,7 +3,9 @@
 #include <cpuid.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/ptrace.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -188,16 +190,21 @@ void Tracee::throw_if_killed() {
   if (::ptrace(PTRACE_GETSIGMASK, tid_, sizeof mask, &mask) < 0 && errno == ESRCH) wait_for_death();
 }
 
-Stop Tracee::wait_stop() {
+Stop Tracee::wait_stop() { return *wait_stop_as(__WALL); }
+
+std::optional<Stop> Tracee::try_wait_stop() { return wait_stop_as(__WALL | WNOHANG); }
+
+std::optional<Stop> Tracee::wait_stop_as(int flags) {
   assert_tracer_thread();
   ROAM_ASSERT(state_ == State::running, fmt::format("wait_stop on tracee {} that is not running", tid_));
   for (;;) {
     int status = 0;
-    pid_t r = ::waitpid(tid_, &status, __WALL);
+    pid_t r = ::waitpid(tid_, &status, flags);
     if (r < 0) {
       if (errno == EINTR) continue;
       throw SysError(fmt::format("waitpid for tracee {}", tid_), errno);
     }
+    if (r == 0) return std::nullopt;  // WNOHANG: still running
     if (WIFEXITED(status) || WIFSIGNALED(status)) {
       state_ = State::dead;
       stop_ = {};
@@ -417,6 +424,36 @@ void Tracee::write_mem(RemotePtr<void> addr, std::span<const std::byte> in) {
     throw_if_killed();
     throw SysError(fmt::format("writing {} bytes at {:#x} in tracee {}", in.size() - done, addr.addr() + done, tid_),
                    err);
+  }
+}
+
+StopWakeups::StopWakeups() {
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  if (int err = ::pthread_sigmask(SIG_BLOCK, &chld, &old); err != 0) throw SysError("blocking SIGCHLD", err);
+  was_blocked_ = sigismember(&old, SIGCHLD) == 1;
+  int fd = ::signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    if (!was_blocked_) ::pthread_sigmask(SIG_UNBLOCK, &chld, nullptr);
+    throw SysError("signalfd(SIGCHLD)", err);
+  }
+  fd_.reset(fd);
+}
+
+StopWakeups::~StopWakeups() {
+  fd_.reset();
+  if (was_blocked_) return;
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::pthread_sigmask(SIG_UNBLOCK, &chld, nullptr);
+}
+
+void StopWakeups::drain() noexcept {
+  signalfd_siginfo si[8];
+  while (::read(fd_.get(), si, sizeof si) > 0) {
   }
 }
 

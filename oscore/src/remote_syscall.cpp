@@ -24,11 +24,6 @@ constexpr uint64_t kUserCs64 = 0x33;  // __USER_CS: a 64-bit tracee
 constexpr std::size_t kRedZone = 128;
 constexpr std::size_t kMappedScratch = 64 * 1024;
 constexpr std::array<std::byte, 2> kSyscallInsn{std::byte{0x0f}, std::byte{0x05}};
-// Kernel-internal restart codes a stopped syscall can show in rax.
-constexpr long kERestartSys = 512;
-constexpr long kERestartNoIntr = 513;
-constexpr long kERestartNoHand = 514;
-constexpr long kERestartRestartBlock = 516;
 
 constexpr uint64_t sigbit(int sig) { return uint64_t{1} << (sig - 1); }
 
@@ -163,30 +158,38 @@ Stop RemoteSyscalls::advance(Resume how) {
   tracee_.resume_as(how, 0);
   for (;;) {
     Stop s = tracee_.wait_stop();
-    if (s.kind == StopKind::syscall) return s;
-    if (s.kind == StopKind::signal_delivery) {
-      if (mode_ == StepMode::single_step && s.sig == SIGTRAP) return s;
-      siginfo_t info = tracee_.siginfo();
-      if (is_synchronous(info.si_signo) && info.si_code > 0) {
-        // Raised by our own instruction; resuming with no signal drops it.
-        throw InjectionError(fmt::format("injected call faulted in tracee {}: signal {} code {} at {:#x}",
-                                         tracee_.tid(), info.si_signo, info.si_code,
-                                         reinterpret_cast<std::uintptr_t>(info.si_addr)));
-      }
-      if (info.si_signo == SIGSTOP) {
-        stop_held_ = true;
-      } else {
-        held_.push_back(info);
-      }
-    }
-    // An interrupt-, group- or event-stop is none of ours: carry on.
-    tracee_.resume_as(how, 0);
+    if (is_ours(s, how)) return s;
   }
 }
 
-long RemoteSyscalls::syscall_args(long nr, const std::array<uint64_t, 6>& args) {
+// A stop met while an injected call runs: a syscall-stop (or, stepping,
+// the step's SIGTRAP) is the call's; anything else is dealt with here and
+// the tracee resumed `how`.
+bool RemoteSyscalls::is_ours(const Stop& s, Resume how) {
+  if (s.kind == StopKind::syscall) return true;
+  if (s.kind == StopKind::signal_delivery) {
+    if (mode_ == StepMode::single_step && s.sig == SIGTRAP) return true;
+    siginfo_t info = tracee_.siginfo();
+    if (is_synchronous(info.si_signo) && info.si_code > 0) {
+      // Raised by our own instruction; resuming with no signal drops it.
+      throw InjectionError(fmt::format("injected call faulted in tracee {}: signal {} code {} at {:#x}",
+                                       tracee_.tid(), info.si_signo, info.si_code,
+                                       reinterpret_cast<std::uintptr_t>(info.si_addr)));
+    }
+    if (info.si_signo == SIGSTOP) {
+      stop_held_ = true;
+    } else {
+      held_.push_back(info);
+    }
+  }
+  // An interrupt-, group- or event-stop is none of ours: carry on.
+  tracee_.resume_as(how, 0);
+  return false;
+}
+
+Regs RemoteSyscalls::enter(long nr, const std::array<uint64_t, 6>& args) {
   if (!tracee_.alive() && tracee_.death_status()) throw TraceeDied(tracee_.tid(), *tracee_.death_status());
-  ROAM_ASSERT(tracee_.stopped() && !at_entry_,
+  ROAM_ASSERT(tracee_.stopped() && !at_entry_ && !running_,
               fmt::format("injecting syscall {} into tracee {} that is not stopped between calls", nr, tracee_.tid()));
   Regs r = saved_regs_;
   r.rip = insn_.addr();
@@ -201,7 +204,11 @@ long RemoteSyscalls::syscall_args(long nr, const std::array<uint64_t, 6>& args) 
   r.r9 = args[5];
   tracee_.set_regs(r);
   resumed_ = true;
+  return r;
+}
 
+long RemoteSyscalls::syscall_args(long nr, const std::array<uint64_t, 6>& args) {
+  Regs r = enter(nr, args);
   if (mode_ == StepMode::single_step) {
     for (;;) {
       Stop s = advance(Resume::single_step);
@@ -220,8 +227,61 @@ long RemoteSyscalls::syscall_args(long nr, const std::array<uint64_t, 6>& args) 
   advance(Resume::syscall);  // to the syscall-entry stop
   at_entry_ = true;
   advance(Resume::syscall);  // to the syscall-exit stop
+  return exited();
+}
+
+// At the call's syscall-exit stop.
+long RemoteSyscalls::exited() {
   at_entry_ = false;
+  running_ = false;
+  if (unblocked_) {
+    // Before the kernel can deliver what interrupted the call.
+    tracee_.set_signal_mask(kInjectionMask);
+    unblocked_ = false;
+  }
   return static_cast<long>(tracee_.regs().rax);
+}
+
+void RemoteSyscalls::start_syscall(long nr, const std::array<uint64_t, 6>& args, SignalsDuring signals) {
+  ROAM_ASSERT(mode_ == StepMode::syscall_stops,
+              fmt::format("start_syscall({}) in tracee {} needs StepMode::syscall_stops", nr, tracee_.tid()));
+  enter(nr, args);
+  advance(Resume::syscall);  // to the syscall-entry stop
+  at_entry_ = true;
+  if (signals == SignalsDuring::interrupt) {
+    tracee_.set_signal_mask(0);
+    unblocked_ = true;
+  }
+  tracee_.resume_as(Resume::syscall, 0);
+  running_ = true;
+}
+
+std::optional<long> RemoteSyscalls::syscall_result() {
+  ROAM_ASSERT(running_, fmt::format("syscall_result with no call running in tracee {}", tracee_.tid()));
+  while (std::optional<Stop> s = tracee_.try_wait_stop()) {
+    if (is_ours(*s, Resume::syscall)) return exited();
+  }
+  return std::nullopt;
+}
+
+void RemoteSyscalls::interrupt_syscall() {
+  ROAM_ASSERT(running_, fmt::format("interrupt_syscall with no call running in tracee {}", tracee_.tid()));
+  // If the call has just returned and the tracee already sits at its exit
+  // stop, the request stays pending and ends in an interrupt-stop of its own
+  // the next time the tracee runs, which every resume here steps over.
+  tracee_.request_interrupt();
+}
+
+// The scope closes while a call still runs (its caller was thrown out):
+// the call ends as if a signal had come, and is waited for.
+void RemoteSyscalls::finish_running() {
+  if (!running_) return;
+  tracee_.request_interrupt();
+  for (;;) {
+    Stop s = tracee_.wait_stop();
+    if (is_ours(s, Resume::syscall)) break;
+  }
+  exited();
 }
 
 uint64_t RemoteSyscalls::check(const char* name, long rc) {
@@ -259,6 +319,7 @@ void RemoteSyscalls::restore() noexcept {
       log_error("ptrace: {} in tracee {} after injection failed: {}", what, tracee_.tid(), e.what());
     }
   };
+  attempt("ending the running call", [this] { finish_running(); });
   if (tracee_.alive() && !tracee_.stopped()) {
     log_error("ptrace: tracee {} is running; its registers cannot be restored", tracee_.tid());
     return;

@@ -118,6 +118,17 @@ migrate_ok() {
   [ "$(where "$1" "$2")" = "$_mo_want" ] || atf_fail "mosps does not show $2 at node $_mo_want"
 }
 
+# in_call NODE PID NR...: the process PID of NODE is inside one of the system
+# calls numbered NR (the first field of /proc/PID/syscall).
+in_call() {
+  _ic_nr=$(on_node "$1" cat /proc/"$2"/syscall 2>/dev/null | awk '{ print $1 }')
+  shift 2
+  for _ic_want in "$@"; do
+    [ "$_ic_nr" = "$_ic_want" ] && return 0
+  done
+  return 1
+}
+
 # body_pid NODE: the pid of the (one) body running as nobody on NODE.
 body_pid() {
   on_node "$1" ps -eo pid=,user= | awk '$2 == "nobody" { print $1; exit }'

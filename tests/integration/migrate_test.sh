@@ -271,6 +271,77 @@ SH
 }
 blocking_read_cleanup() { cluster_down; }
 
+atf_test_case blocking_calls_interrupted cleanup
+blocking_calls_interrupted_head() {
+  atf_set descr "poll, accept and wait4 blocked at home while away are interrupted by a signal exactly as Linux would (EINTR / SA_RESTART), go on after a stop, and let the process come home"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 240
+}
+blocking_calls_interrupted_body() {
+  roam_init
+  cluster_up 2
+  body_stopped() { on_node 2 grep -q '^State:[[:space:]]*T' /proc/"$1"/status; }
+  for mode in norestart restart; do
+    out=bc-$mode.out
+    pid=$(job_start 1 bc-$mode "$(wl blocking_calls)" $mode)
+    wait_line $out '^CHILD'
+    port=$(awk '/^PORT/ {print $2}' $out)
+    child=$(awk '/^CHILD/ {print $2}' $out)
+    migrate_ok 1 "$pid" 2
+    on_node 1 kill -USR1 "$pid"
+    # Each call is seen blocked in the deputy at home (its /proc/PID/syscall)
+    # before the signal goes to the home pid.
+    wait_line $out '^POLL'
+    retry 400 0.05 in_call 1 "$pid" 7 271 || atf_fail "$mode: poll does not block at home"
+    on_node 1 kill -USR2 "$pid"
+    wait_line $out '^poll EINTR'
+
+    wait_line $out '^ACCEPT'
+    retry 400 0.05 in_call 1 "$pid" 43 288 || atf_fail "$mode: accept does not block at home"
+    # Stopped and continued with no handler to run, it goes on (the kernel
+    # restarts it), SA_RESTART or not.
+    body=$(body_pid 2)
+    [ -n "$body" ] || atf_fail "$mode: no body on node 2"
+    on_node 1 kill -STOP "$pid"
+    retry 400 0.05 body_stopped "$body" || atf_fail "$mode: the body did not stop"
+    on_node 1 kill -CONT "$pid"
+    retry 400 0.05 in_call 1 "$pid" 43 288 || atf_fail "$mode: accept does not block at home again after SIGCONT"
+    on_node 1 kill -USR2 "$pid"
+    wait_line $out '^HANDLER 2'
+    if [ $mode = restart ]; then
+      retry 400 0.05 in_call 1 "$pid" 43 288 || atf_fail "restart: accept is not restarted at home"
+    else
+      wait_line $out '^accept EINTR'
+    fi
+    on_node 1 python3 -c "import socket; s = socket.create_connection(('127.0.0.1', $port)); s.sendall(b'hi'); s.close()"
+    wait_line $out '^accept (restarted|done)'
+
+    wait_line $out '^WAIT'
+    retry 400 0.05 in_call 1 "$pid" 61 || atf_fail "$mode: wait4 does not block at home"
+    on_node 1 kill -USR2 "$pid"
+    wait_line $out '^HANDLER 3'
+    if [ $mode = restart ]; then
+      retry 400 0.05 in_call 1 "$pid" 61 || atf_fail "restart: wait4 is not restarted at home"
+      [ "$(where 1 "$pid")" = 2 ] || atf_fail "restart: the process left node 2"
+    else
+      wait_line $out '^wait4 EINTR'
+      # Called again, it blocks at home; brought home meanwhile, the process
+      # goes on waiting there, natively.
+      retry 400 0.05 in_call 1 "$pid" 61 || atf_fail "norestart: the second wait4 does not block at home"
+      migrate_ok 1 "$pid" home
+    fi
+    on_node 1 kill -TERM "$child"
+    expect_status bc-$mode 0
+    cat $out
+    atf_check -o "match:^PASS" cat $out
+  done
+  atf_check -o "match:^poll EINTR" -o "match:^accept EINTR" -o "match:^wait4 EINTR" cat bc-norestart.out
+  atf_check -o "match:^poll EINTR" -o "match:^accept restarted" -o "match:^wait4 restarted" \
+    -o "not-match:(accept|wait4) EINTR" cat bc-restart.out
+}
+blocking_calls_interrupted_cleanup() { cluster_down; }
+
 atf_test_case terminal cleanup
 terminal_head() {
   atf_set descr "an interactive program on a terminal (tmux) is moved and keeps talking"
@@ -742,6 +813,7 @@ atf_init_test_cases() {
   atf_add_test_case tcp_connection
   atf_add_test_case signal_storm
   atf_add_test_case blocking_read
+  atf_add_test_case blocking_calls_interrupted
   atf_add_test_case terminal
   atf_add_test_case job_control
   atf_add_test_case fork_exec_goes_home

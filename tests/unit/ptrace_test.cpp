@@ -49,9 +49,6 @@ using Clock = std::chrono::steady_clock;
 const TraceOptions kTestOptions{TraceOption::sysgood, TraceOption::exit_kill};
 constexpr uint64_t sigbit(int sig) { return uint64_t{1} << (sig - 1); }
 constexpr uint64_t kSaRestorer = 0x04000000;  // not in glibc's headers
-constexpr long kERestartSys = 512;
-constexpr long kERestartNoHand = 514;
-constexpr long kERestartRestartBlock = 516;
 
 // ---------------------------------------------------------------------------
 // State the children set up. fork keeps addresses, so the parent knows where
@@ -1097,6 +1094,204 @@ TEST(Ptrace, ThreadStoppedInRseqCriticalSectionIsStillAborted) {
   t.write(RemotePtr<uint64_t>(reinterpret_cast<uintptr_t>(&g_go)), uint64_t{1});
   t.resume();
   EXPECT_EQ(child.receive<int>(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// Calls that block, run in steps (start_syscall) while the tracer watches.
+
+// A pipe made inside the tracee: its two descriptor numbers there.
+std::array<int, 2> remote_pipe(RemoteSyscalls& rs) {
+  ScratchMem fds(rs, 2 * sizeof(int));
+  rs.checked_syscall("pipe2", SYS_pipe2, fds.get(), O_CLOEXEC);
+  return fds.read<std::array<int, 2>>();
+}
+
+// Our own copy of a descriptor of the child.
+FileDesc copy_of(const Child& c, int fd) {
+  FileDesc mine(static_cast<int>(::syscall(SYS_pidfd_getfd, c.pidfd(), fd, 0)));
+  if (!mine) throw SysError("pidfd_getfd", errno);
+  return mine;
+}
+
+// The running call's result, waited for as a tracer serving other things
+// would: poll() on StopWakeups (SIGCHLD may go to another thread of this
+// test, so with a period too).
+std::optional<long> result_of(RemoteSyscalls& rs, StopWakeups& stops, std::chrono::milliseconds limit = 10s) {
+  auto deadline = Clock::now() + limit;
+  for (;;) {
+    stops.drain();
+    if (std::optional<long> rc = rs.syscall_result()) return rc;
+    if (Clock::now() > deadline) return std::nullopt;
+    pollfd p{stops.fd(), POLLIN, 0};
+    ::poll(&p, 1, 10);
+  }
+}
+
+// poll(fd, POLLIN, timeout) in the tracee, its pollfd in `at`.
+void start_poll(RemoteSyscalls& rs, const ScratchMem& at, int fd, int timeout_ms,
+                SignalsDuring signals = SignalsDuring::held) {
+  pollfd p{fd, POLLIN, 0};
+  rs.tracee().write(at.get().cast<pollfd>(), p);
+  rs.start_syscall(SYS_poll, {at.get().addr(), 1, static_cast<uint64_t>(static_cast<int64_t>(timeout_ms)), 0, 0, 0},
+                   signals);
+}
+
+TEST(Ptrace, BlockingCallRunsWhileTheTracerWatchesAndStopsWhenInterrupted) {
+  Frozen f;
+  Tracee& t = f.t();
+  Regs before = t.regs();
+  StopWakeups stops;
+  {
+    RemoteSyscalls rs(t);
+    std::array<int, 2> p = remote_pipe(rs);
+    ScratchMem at(rs, sizeof(pollfd));
+    start_poll(rs, at, p[0], -1);
+    EXPECT_TRUE(rs.syscall_running());
+    ASSERT_TRUE(eventually([&] { return blocked_in_syscall(f.child.pid()) == SYS_poll; }));
+    EXPECT_EQ(rs.syscall_result(), std::nullopt);
+    rs.interrupt_syscall();
+    // poll's own code for an interruption, timeout or not (it leaves a
+    // restart block): a handler would make it EINTR.
+    EXPECT_EQ(result_of(rs, stops), -kERestartRestartBlock);
+    EXPECT_FALSE(rs.syscall_running());
+    EXPECT_EQ(rs.syscall(SYS_close, p[0]), 0);
+    EXPECT_EQ(rs.syscall(SYS_close, p[1]), 0);
+  }
+  EXPECT_EQ(t.last_stop().kind, StopKind::interrupt);
+  expect_same_regs(before, t.regs());
+  EXPECT_EQ(t.signal_mask(), kChildBlocked);
+  t.detach();
+  EXPECT_EQ(f.child.echo(7), 7u);
+}
+
+TEST(Ptrace, BlockingCallThatCompletedBeforeTheInterruptKeepsItsResult) {
+  Frozen f;
+  Tracee& t = f.t();
+  Regs before = t.regs();
+  StopWakeups stops;
+  {
+    RemoteSyscalls rs(t);
+    std::array<int, 2> p = remote_pipe(rs);
+    FileDesc writer = copy_of(f.child, p[1]);
+    ScratchMem at(rs, sizeof(pollfd));
+    start_poll(rs, at, p[0], -1);
+    ASSERT_TRUE(eventually([&] { return blocked_in_syscall(f.child.pid()) == SYS_poll; }));
+    ASSERT_EQ(::write(writer.get(), "x", 1), 1);
+    // Returned and waiting at its syscall-exit stop, not yet seen.
+    ASSERT_TRUE(eventually([&] { return proc_state(f.child.pid()) == 't'; }));
+    rs.interrupt_syscall();
+    EXPECT_EQ(result_of(rs, stops), 1);
+    EXPECT_EQ(rs.tracee().read(at.get().cast<pollfd>()).revents, POLLIN);
+    // The interrupt asked for last is stepped over.
+    EXPECT_EQ(remote_getpid(rs), f.child.pid());
+    EXPECT_EQ(rs.syscall(SYS_close, p[0]), 0);
+    EXPECT_EQ(rs.syscall(SYS_close, p[1]), 0);
+  }
+  EXPECT_EQ(t.last_stop().kind, StopKind::interrupt);
+  expect_same_regs(before, t.regs());
+  t.detach();
+  EXPECT_EQ(f.child.echo(8), 8u);
+}
+
+bool shared_pending(pid_t pid, int sig) {
+  std::ifstream st("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(st, line))
+    if (line.rfind("ShdPnd:", 0) == 0) return (std::stoull(line.substr(7), nullptr, 16) & sigbit(sig)) != 0;
+  return false;
+}
+
+TEST(Ptrace, SignalsLetThroughInterruptABlockingCallAndStayPending) {
+  Frozen f;
+  Tracee& t = f.t();
+  Regs before = t.regs();
+  StopWakeups stops;
+  {
+    RemoteSyscalls rs(t);
+    std::array<int, 2> p = remote_pipe(rs);
+    ScratchMem at(rs, sizeof(pollfd));
+    // Let through: a signal ends the call as it would end a native one.
+    start_poll(rs, at, p[0], -1, SignalsDuring::interrupt);
+    ASSERT_TRUE(eventually([&] { return blocked_in_syscall(f.child.pid()) == SYS_poll; }));
+    ASSERT_EQ(::kill(f.child.pid(), SIGUSR1), 0);
+    EXPECT_EQ(result_of(rs, stops), -kERestartRestartBlock);
+    EXPECT_EQ(rs.held_signals(), 0u);
+    EXPECT_TRUE(shared_pending(f.child.pid(), SIGUSR1));
+    // Held (the default): the pending signal does not end the next call.
+    start_poll(rs, at, p[0], -1);
+    ASSERT_TRUE(eventually([&] { return blocked_in_syscall(f.child.pid()) == SYS_poll; }));
+    EXPECT_EQ(rs.syscall_result(), std::nullopt);
+    rs.interrupt_syscall();
+    EXPECT_EQ(result_of(rs, stops), -kERestartRestartBlock);
+    EXPECT_EQ(rs.syscall(SYS_close, p[0]), 0);
+    EXPECT_EQ(rs.syscall(SYS_close, p[1]), 0);
+  }
+  expect_same_regs(before, t.regs());
+  EXPECT_EQ(t.signal_mask(), kChildBlocked);
+  t.detach();
+  // Still pending, delivered once the child runs.
+  f.child.send('c');
+  EXPECT_EQ(f.child.receive<Counts>().usr1, 1);
+}
+
+TEST(Ptrace, ScopeClosedWhileACallRunsInterruptsItFirst) {
+  Frozen f;
+  Tracee& t = f.t();
+  Regs before = t.regs();
+  {
+    RemoteSyscalls rs(t);
+    ScratchMem at(rs, sizeof(pollfd));
+    std::array<int, 2> p = remote_pipe(rs);
+    start_poll(rs, at, p[0], -1);
+    ASSERT_TRUE(eventually([&] { return blocked_in_syscall(f.child.pid()) == SYS_poll; }));
+  }
+  EXPECT_EQ(t.last_stop().kind, StopKind::interrupt);
+  expect_same_regs(before, t.regs());
+  EXPECT_EQ(t.signal_mask(), kChildBlocked);
+  t.detach();
+  EXPECT_EQ(f.child.echo(9), 9u);
+}
+
+// What the home agent does after a signal interrupted a call with a timeout:
+// restart_syscall, injected in a later scope, goes on with the tracee's own
+// restart block (here: the same poll, not a fresh one).
+TEST(Ptrace, RestartSyscallContinuesAnInterruptedCallInALaterScope) {
+  Frozen f;
+  Tracee& t = f.t();
+  StopWakeups stops;
+  std::array<int, 2> p{};
+  {
+    RemoteSyscalls rs(t);
+    p = remote_pipe(rs);
+  }
+  FileDesc writer = copy_of(f.child, p[1]);
+  // Scratch that outlives the scopes: a page of the child's own.
+  uint64_t page = 0;
+  {
+    RemoteSyscalls rs(t);
+    page = rs.checked_syscall("mmap", SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  }
+  auto at = RemotePtr<pollfd>(page);
+  t.write(at, pollfd{p[0], POLLIN, 0});
+  {
+    RemoteSyscalls rs(t);
+    rs.start_syscall(SYS_poll, {page, 1, 600'000, 0, 0, 0});
+    ASSERT_TRUE(eventually([&] { return blocked_in_syscall(f.child.pid()) == SYS_poll; }));
+    rs.interrupt_syscall();
+    EXPECT_EQ(result_of(rs, stops), -kERestartRestartBlock);
+  }
+  {
+    RemoteSyscalls rs(t);
+    EXPECT_EQ(remote_getpid(rs), f.child.pid());  // other calls in between
+    rs.start_syscall(SYS_restart_syscall, {});
+    ASSERT_TRUE(eventually([&] { return blocked_in_syscall(f.child.pid()) == SYS_restart_syscall; }));
+    ASSERT_EQ(::write(writer.get(), "x", 1), 1);
+    EXPECT_EQ(result_of(rs, stops), 1);
+    EXPECT_EQ(t.read(at).revents, POLLIN);
+    EXPECT_EQ(rs.syscall(SYS_munmap, page, 4096), 0);
+  }
+  t.detach();
+  EXPECT_EQ(f.child.echo(10), 10u);
 }
 
 TEST(Ptrace, RegsForRestartRewindsLikeTheKernel) {

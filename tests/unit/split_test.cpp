@@ -1,13 +1,16 @@
 // The deputy/body split on one machine (roam/split.hpp): a real program
 // (tests/workloads/split_io) keeps its pid, parent, descriptors and exit
 // status at home while its body runs in a stub that owns no descriptor.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -18,6 +21,7 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -484,6 +488,94 @@ TEST(Split, SignalsToTheHomePidRunTheirHandlersInTheBody) {
   }
   int status = c.wait_status();
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3) << "deputy status " << status;
+}
+
+// The system call the process is inside (/proc/PID/syscall), -1 if none.
+long syscall_of(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/syscall");
+  std::string first;
+  if (!(f >> first) || first == "running") return -1;
+  return std::stol(first);
+}
+
+bool comes_to_block_in(pid_t pid, std::initializer_list<long> nrs, std::chrono::seconds timeout = 10s) {
+  auto deadline = Clock::now() + timeout;
+  while (Clock::now() < deadline) {
+    long nr = syscall_of(pid);
+    if (std::find(nrs.begin(), nrs.end(), nr) != nrs.end()) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return false;
+}
+
+void connect_and_say_hi(int port) {
+  roam::FileDesc s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(s.valid());
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  ASSERT_EQ(::send(s.get(), "hi", 2, MSG_NOSIGNAL), 2);
+}
+
+// The issue: calls that block at home while the process is away (poll,
+// accept, wait4: injected into the deputy) are interrupted by a signal sent
+// to the home pid as Linux would interrupt them: EINTR without SA_RESTART;
+// with it accept and wait4 go on (restarted at home) and poll fails all the
+// same (tests/workloads/blocking_calls). Each call is seen blocked in the
+// deputy before the signal goes.
+TEST(Split, BlockingCallsAtHomeAreInterruptedAsLinuxWould) {
+  for (bool restart : {false, true}) {
+    SCOPED_TRACE(restart ? "restart" : "norestart");
+    Child c({workload_path("blocking_calls"), restart ? "restart" : "norestart"});
+    ASSERT_EQ(c.line(), "READY " + std::to_string(c.pid()));
+    int port = 0, child = 0;
+    ASSERT_EQ(std::sscanf(c.line().c_str(), "PORT %d", &port), 1);
+    ASSERT_EQ(std::sscanf(c.line().c_str(), "CHILD %d", &child), 1);
+    {
+      roam::split::Split split(c.pid());
+      ASSERT_GT(split.setup().body, 0);
+      ASSERT_EQ(::kill(c.pid(), SIGUSR1), 0);
+
+      ASSERT_EQ(c.line(), "POLL");
+      ASSERT_TRUE(comes_to_block_in(c.pid(), {SYS_poll, SYS_ppoll}));
+      ASSERT_EQ(::kill(c.pid(), SIGUSR2), 0);
+      EXPECT_EQ(c.line(), "HANDLER 1");
+      EXPECT_EQ(c.line(), "poll EINTR");
+
+      ASSERT_EQ(c.line(), "ACCEPT");
+      ASSERT_TRUE(comes_to_block_in(c.pid(), {SYS_accept, SYS_accept4}));
+      ASSERT_EQ(::kill(c.pid(), SIGUSR2), 0);
+      EXPECT_EQ(c.line(), "HANDLER 2");
+      if (restart) {
+        EXPECT_TRUE(comes_to_block_in(c.pid(), {SYS_accept, SYS_accept4}));
+      } else {
+        EXPECT_EQ(c.line(), "accept EINTR");
+      }
+      connect_and_say_hi(port);
+      EXPECT_EQ(c.line(), restart ? "accept restarted" : "accept done");
+
+      ASSERT_EQ(c.line(), "WAIT");
+      ASSERT_TRUE(comes_to_block_in(c.pid(), {SYS_wait4}));
+      ASSERT_EQ(::kill(c.pid(), SIGUSR2), 0);
+      EXPECT_EQ(c.line(), "HANDLER 3");
+      if (restart) {
+        EXPECT_TRUE(comes_to_block_in(c.pid(), {SYS_wait4}));
+      } else {
+        EXPECT_EQ(c.line(), "wait4 EINTR");
+      }
+      ASSERT_EQ(::kill(child, SIGTERM), 0);
+      EXPECT_EQ(c.line(), restart ? "wait4 restarted" : "wait4 done");
+      EXPECT_EQ(c.line(), "PASS");
+      roam::split::SplitOutcome outcome = split.wait();
+      for (const std::string& l : outcome.log) std::printf("agent: %s\n", l.c_str());
+      EXPECT_EQ(outcome.error, "");
+      EXPECT_TRUE(outcome.deputy_replayed);
+    }
+    int status = c.wait_status();
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "deputy status " << status;
+  }
 }
 
 // SIGTERM with its default action, sent home while the body waits on a

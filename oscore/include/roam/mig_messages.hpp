@@ -128,7 +128,12 @@ struct FwdResult {
   static constexpr Type kType = Type::fwd_result;
   uint64_t seq = 0;
   int64_t value = 0;  // the raw return value (-errno on failure)
-  bool cancelled = false;  // abandoned before it ran (FwdCancel): the body restarts it
+  // Interrupted at home (FwdCancel, or the process comes home) before it
+  // did anything: `value` is the code the home's kernel ended it with
+  // (-EINTR or a restart code such as -ERESTARTSYS), for the body's kernel
+  // to apply; 0 from older homes means -ERESTARTSYS. `regions` then hold
+  // what the kernel wrote all the same (poll's revents, select's time left).
+  bool cancelled = false;
   std::vector<FwdRegion> regions;  // out/inout regions, with their contents
   std::string unserved;  // non-empty: home cannot run it this way; the process comes home for it
 };
@@ -179,7 +184,11 @@ struct Keepalive {
 // same signal, so the shell at home sees its job stop.
 struct BodyStopped {
   static constexpr Type kType = Type::body_stopped;
+  static constexpr uint64_t kUnknown = ~uint64_t{0};
   int32_t signo = 0;
+  // FwdSignals the body had received when it saw itself stopped: a SIGCONT
+  // home sent after those continues it (kUnknown from older bodies).
+  uint64_t signals_seen = kUnknown;
 };
 
 // After HomeDone: the frozen body is killed; these signals came from home

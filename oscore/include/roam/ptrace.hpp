@@ -222,6 +222,8 @@ class Tracee {
   // the next stop. wait_stop throws TraceeDied when the tracee goes.
   void resume_as(Resume how, int sig = 0);
   Stop wait_stop();
+  // wait_stop() that never blocks: nothing while the tracee still runs.
+  std::optional<Stop> try_wait_stop();
   // From any ptrace-stop: PTRACE_INTERRUPT, PTRACE_CONT with no signal, and
   // wait for the interrupt-stop. The tracee does not reach user mode in
   // between (the kernel takes the trap before it dequeues any signal), so
@@ -235,6 +237,7 @@ class Tracee {
   long request(int req, void* addr, void* data, const char* what);
   [[noreturn]] void fail(const char* what, int err);
   [[noreturn]] void wait_for_death();
+  std::optional<Stop> wait_stop_as(int flags);
   void throw_if_killed();  // TraceeDied if a tracee we hold stopped was killed
   void settle_in_interrupt_stop();
   void assert_tracer_thread() const;
@@ -248,6 +251,30 @@ class Tracee {
   TraceOptions options_{};
   FileDesc mem_;
   std::optional<int> death_status_;
+};
+
+// A descriptor that becomes readable when a tracee of this thread stops or
+// dies, so that a tracer can poll() for that and other things at once. The
+// kernel sends the tracer SIGCHLD at each ptrace-stop; while this object
+// lives SIGCHLD is blocked in the creating thread and read through a
+// signalfd. It is a hint only: SIGCHLDs coalesce, another thread of the
+// process that does not block it may take one first, and SIG_IGN or
+// SA_NOCLDSTOP for SIGCHLD suppress it. So look (Tracee::try_wait_stop)
+// after every wake-up and at a regular interval anyway. Destroy it on the
+// thread that made it.
+class StopWakeups {
+ public:
+  StopWakeups();
+  ~StopWakeups();
+  StopWakeups(const StopWakeups&) = delete;
+  StopWakeups& operator=(const StopWakeups&) = delete;
+
+  int fd() const noexcept { return fd_.get(); }
+  void drain() noexcept;  // before looking, so that a later stop wakes poll() again
+
+ private:
+  FileDesc fd_;
+  bool was_blocked_ = false;
 };
 
 }  // namespace roam::ptrace

@@ -71,6 +71,29 @@ enum class StepMode {
   single_step,
 };
 
+// What signals sent to the tracee do to a call run with start_syscall().
+enum class SignalsDuring {
+  // Blocked, as during every injected call: they stay pending until it
+  // returns (SIGSTOP and SIGKILL, which nothing blocks, still interrupt it).
+  held,
+  // Unblocked while it runs, so that one arriving interrupts it as it would
+  // a native call (-EINTR or a restart code); blocked again at its return,
+  // before the kernel could deliver it, so it stays pending for the caller.
+  interrupt,
+};
+
+// The kernel-internal codes a system call interrupted by a signal returns
+// (include/linux/errno.h). User code never sees them: as it delivers the
+// signal the kernel restarts the call or turns the code into EINTR.
+inline constexpr long kERestartSys = 512;
+inline constexpr long kERestartNoIntr = 513;
+inline constexpr long kERestartNoHand = 514;
+inline constexpr long kERestartRestartBlock = 516;
+// `rc` (a raw return value) is minus one of them.
+constexpr bool is_restart_code(long rc) {
+  return rc == -kERestartSys || rc == -kERestartNoIntr || rc == -kERestartNoHand || rc == -kERestartRestartBlock;
+}
+
 namespace detail {
 template <typename T>
   requires(std::is_integral_v<T> || std::is_enum_v<T>)
@@ -113,6 +136,28 @@ class RemoteSyscalls {
     return check(name, syscall_args(nr, {detail::to_word(args)...}));
   }
 
+  // A call that may block for long (poll, accept, wait4...), in steps, so
+  // that the caller can watch other things while it runs and interrupt it:
+  //
+  //   rs.start_syscall(SYS_accept4, args, SignalsDuring::interrupt);
+  //   std::optional<long> rc;
+  //   while (!(rc = rs.syscall_result())) {
+  //     ... poll a signalfd for SIGCHLD (the tracer gets one at every
+  //     ptrace-stop) and whatever else; maybe rs.interrupt_syscall() ...
+  //   }
+  //
+  // start_syscall() returns once the call is in the kernel; syscall_result()
+  // never blocks; interrupt_syscall() has the kernel interrupt the call as a
+  // signal would (PTRACE_INTERRUPT): it then returns at once with -EINTR or
+  // a restart code (is_restart_code), or with what it did before it noticed
+  // (a partial count, an accepted connection). Nothing else may be injected
+  // while it runs; a call still running when the scope closes is
+  // interrupted and waited for first. Not with StepMode::single_step.
+  void start_syscall(long nr, const std::array<uint64_t, 6>& args, SignalsDuring signals = SignalsDuring::held);
+  std::optional<long> syscall_result();
+  void interrupt_syscall();
+  bool syscall_running() const noexcept { return running_; }
+
   Tracee& tracee() noexcept { return tracee_; }
   const Regs& saved_regs() const noexcept { return saved_regs_; }
   uint64_t saved_sigmask() const noexcept { return saved_mask_; }
@@ -134,7 +179,11 @@ class RemoteSyscalls {
 
   void setup(SyscallSite site, std::optional<RemotePtr<void>> insn);
   void pick_site(SyscallSite site);
+  Regs enter(long nr, const std::array<uint64_t, 6>& args);
   Stop advance(Resume how);
+  bool is_ours(const Stop& s, Resume how);
+  long exited();
+  void finish_running();
   uint64_t check(const char* name, long rc);
   void restore() noexcept;
   void requeue_held();
@@ -153,6 +202,8 @@ class RemoteSyscalls {
   uint64_t saved_rseq_cs_ = 0;
   bool resumed_ = false;   // the tracee ran since we saved its registers
   bool at_entry_ = false;  // stopped between syscall-entry and -exit
+  bool running_ = false;   // in a call from start_syscall(), not yet returned
+  bool unblocked_ = false; // ... with SignalsDuring::interrupt
   std::vector<siginfo_t> held_;  // to re-queue by injection
   bool stop_held_ = false;       // a SIGSTOP to re-send at the very end
   // Scratch: stack below the red zone, or (if that is not mapped) a region
