@@ -151,7 +151,7 @@ void put_usage(wire::Writer& w, const CpuUsage& u) {
 }
 // Absent (an older peer): all zero.
 void get_usage(wire::Reader& r, CpuUsage& u) {
-  if (r.remaining() < 9 * 8) return;
+  if (r.remaining() == 0) return;  // a part of them is a DecodeError
   for (uint64_t* v : {&u.user_ns, &u.sys_ns, &u.child_user_ns, &u.child_sys_ns, &u.minflt, &u.majflt, &u.nvcsw,
                       &u.nivcsw, &u.maxrss_kib})
     *v = r.u64();
@@ -239,7 +239,7 @@ void encode_fields(wire::Writer& w, const BodyStopped& m) {
 void decode_fields(wire::Reader& r, BodyStopped& m) {
   m.signo = r.i32();
   if (m.signo < 1 || m.signo > 64) throw wire::DecodeError(fmt::format("stop signal {}", m.signo));
-  m.signals_seen = r.remaining() >= 8 ? r.u64() : BodyStopped::kUnknown;
+  m.signals_seen = r.remaining() > 0 ? r.u64() : BodyStopped::kUnknown;
 }
 
 void encode_fields(wire::Writer& w, const BodyGone& m) {
@@ -254,6 +254,6 @@ void decode_fields(wire::Reader& r, BodyGone& m) {
   }
 }
 // An older peer's keepalive is empty.
-void decode_fields(wire::Reader& r, Keepalive& m) { m.body_sched_ns = r.remaining() >= 8 ? r.u64() : 0; }
+void decode_fields(wire::Reader& r, Keepalive& m) { m.body_sched_ns = r.remaining() > 0 ? r.u64() : 0; }
 
 }  // namespace roam::msg
