@@ -266,9 +266,12 @@ class Cluster {
       auto [code, out] = env_.run(env_.on_node(1, {(env_.bin / "mosmon").string(), "--once", "--json"}), 10);
       int seen = 0;
       try {
-        if (code == 0)
-          for (const auto& n : nlohmann::json::parse(out).at("nodes"))
-            seen += n.value("known", false) && n.value("up", false);
+        if (code == 0) {
+          // Kept in a variable: a range-for over a member of the temporary
+          // parse() returns would read freed memory (before C++23).
+          nlohmann::json status = nlohmann::json::parse(out);
+          for (const auto& n : status.at("nodes")) seen += n.value("known", false) && n.value("up", false);
+        }
       } catch (const nlohmann::json::exception&) {
       }
       if (seen >= nodes) return;
