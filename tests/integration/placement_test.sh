@@ -195,7 +195,7 @@ guests_seen_cleanup() { cluster_down; }
 
 atf_test_case stay_and_nostay cleanup
 stay_and_nostay_head() {
-  atf_set descr "mosctl stay: the node takes no guests (refused with the reason, shown in mosmon everywhere); nostay: it takes them again"
+  atf_set descr "mosctl stay: the node takes no guests (refused with the reason, shown in mosmon everywhere), also after its mosd restarts; nostay: it takes them again"
   atf_set require.user root
   atf_set timeout 120
 }
@@ -210,6 +210,12 @@ stay_and_nostay_body() {
   atf_check -s exit:1 -e "match:node 2 takes no guests \(mosctl stay\)" mosctl cluster exec 1 -- migrate "$pid" 2
   atf_check -s exit:0 -o "match:already at home" mosctl cluster exec 1 -- migrate "$pid" best
   [ "$(where 1 "$pid")" = 1 ] || atf_fail "the refused process is not at home"
+  # A restarted mosd stays as it was told.
+  atf_check -o ignore -e ignore mosctl cluster stop 2
+  atf_check -o ignore -e ignore mosctl cluster start 2
+  retry 100 0.1 sh -c "mosctl cluster exec 2 -- mosmon --once | grep -Eq '^node2 .* self,stay '" ||
+    atf_fail "node 2's restarted mosd does not stay"
+  atf_check -s exit:1 -e "match:node 2 takes no guests \(mosctl stay\)" mosctl cluster exec 1 -- migrate "$pid" 2
   atf_check -o "match:^node 2 takes guests again" mosctl cluster exec 2 -- mosctl nostay
   retry 100 0.1 sh -c "! mosctl cluster exec 1 -- mosmon --once | grep -q 'stay'" ||
     atf_fail "node 1 still sees node 2 stayed"

@@ -372,6 +372,16 @@ msg::NodeCommandReply Daemon::node_command(const msg::NodeCommand& req, uid_t pe
   msg::NodeCommandReply r;
   if (req.op == "stay" || req.op == "nostay") {
     no_guests_ = req.op == "stay";
+    // Kept in the state directory: a restarted mosd stays as it was told.
+    // Only whether the file exists matters.
+    std::error_code ec;
+    if (no_guests_) {
+      std::ofstream(stay_path()) << "mosctl stay\n";
+      if (!std::filesystem::exists(stay_path(), ec))
+        log_warn("cannot record the stay in {}: a restarted mosd would take guests", stay_path().string());
+    } else {
+      std::filesystem::remove(stay_path(), ec);
+    }
     sample();  // the flag goes out with the next gossip step
     r.message = no_guests_ ? fmt::format("node {} takes no new guests ({} stay)", self_, guest_count_)
                            : fmt::format("node {} takes guests again", self_);
@@ -709,6 +719,11 @@ int Daemon::run() {
   log_info("node {} ({}) serving {}:{}, {} nodes in the map, gossip every {} ms, window {}", self_, hostname_,
            cfg_.find(self_)->address, cfg_.find(self_)->port, cfg_.nodes.size(), cfg_.settings.gossip_step_ms,
            cfg_.settings.gossip_window);
+  if (std::error_code ec; std::filesystem::exists(stay_path(), ec)) {
+    no_guests_ = true;
+    log_info("node {} takes no guests: mosctl stay was given before this mosd started ({}; mosctl nostay clears it)",
+             self_, stay_path().string());
+  }
   schedule_sampling();
   schedule_gossip();
   policy::Settings ps = cfg_.settings.policy;

@@ -148,6 +148,8 @@ class Daemon {
   pid_t spawn_agent(AgentKind kind, const std::vector<std::string>& args, int keep_fd);
   void reap_agents();
   std::filesystem::path agent_dir() const { return opts_.state_dir / "agents"; }
+  // Exists while `mosctl stay` holds (across a restart of mosd).
+  std::filesystem::path stay_path() const { return opts_.state_dir / "stay"; }
   // Remote agents write guests/AGENT_PID once their body runs.
   std::filesystem::path guest_dir() const { return opts_.state_dir / "guests"; }
   bool is_away(pid_t pid) const;
