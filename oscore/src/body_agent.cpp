@@ -425,15 +425,8 @@ class BodyServer {
     // policies read it); also the keepalive.
     if (now - last_stats_ >= std::chrono::seconds(1) || now - last_sent_ > link_timeout_ / 4) {
       last_stats_ = now;
-      send(msg::Keepalive{body_sched_ns()});
+      send(msg::Keepalive{run_wait_ns(body_)});
     }
-  }
-
-  uint64_t body_sched_ns() {
-    std::ifstream in(fmt::format("/proc/{}/schedstat", body_));
-    uint64_t run = 0, wait = 0;
-    in >> run >> wait;
-    return run + wait;
   }
 
   void send(const auto& m) {

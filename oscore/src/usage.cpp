@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <tuple>
 #include <utility>
 
@@ -44,10 +45,12 @@ CpuUsage beyond(const CpuUsage& total, const CpuUsage& part) {
 
 namespace {
 
-uint64_t ticks_to_ns(uint64_t ticks) {
-  static const uint64_t hz = static_cast<uint64_t>(std::max(1L, ::sysconf(_SC_CLK_TCK)));
-  return ticks * (1'000'000'000 / hz);
+uint64_t ns_per_tick() {
+  static const uint64_t ns = 1'000'000'000 / static_cast<uint64_t>(std::max(1L, ::sysconf(_SC_CLK_TCK)));
+  return ns;
 }
+
+uint64_t ticks_to_ns(uint64_t ticks) { return ticks * ns_per_tick(); }
 
 // `total` split as `user_ticks : sys_ticks` (all user when both are 0).
 std::pair<uint64_t, uint64_t> split(uint64_t total, uint64_t user_ticks, uint64_t sys_ticks) {
@@ -86,6 +89,13 @@ std::optional<CpuUsage> usage_of(pid_t pid) {
   }
 }
 
+uint64_t run_wait_ns(pid_t pid) {
+  std::ifstream in(proc::path(pid, "schedstat"));
+  uint64_t run = 0, wait = 0;
+  in >> run >> wait;
+  return run + wait;
+}
+
 rusage to_rusage(const CpuUsage& u, bool children) {
   rusage r{};
   auto tv = [](uint64_t ns) {
@@ -107,8 +117,7 @@ rusage to_rusage(const CpuUsage& u, bool children) {
 }
 
 tms to_tms(const CpuUsage& u) {
-  static const uint64_t hz = static_cast<uint64_t>(std::max(1L, ::sysconf(_SC_CLK_TCK)));
-  auto ticks = [](uint64_t ns) { return static_cast<clock_t>(ns / (1'000'000'000 / hz)); };
+  auto ticks = [](uint64_t ns) { return static_cast<clock_t>(ns / ns_per_tick()); };
   return tms{ticks(u.user_ns), ticks(u.sys_ns), ticks(u.child_user_ns), ticks(u.child_sys_ns)};
 }
 

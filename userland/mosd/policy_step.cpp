@@ -20,6 +20,7 @@
 #include "roam/image_migratable.hpp"
 #include "roam/image_proc.hpp"
 #include "roam/log.hpp"
+#include "roam/usage.hpp"
 
 namespace roam::mosd {
 namespace {
@@ -46,14 +47,6 @@ bool stat_fields(pid_t pid, long& threads, uint64_t& start_ticks) {
   } catch (const std::exception&) {
     return false;  // gone, or not a stat line
   }
-}
-
-// Nanoseconds the task ran and waited to run (/proc/PID/schedstat).
-uint64_t sched_ns(pid_t pid) {
-  std::ifstream in(fmt::format("/proc/{}/schedstat", pid));
-  uint64_t run = 0, wait = 0;
-  in >> run >> wait;
-  return run + wait;
 }
 
 // read/write-family system calls made so far (/proc/PID/io).
@@ -124,7 +117,7 @@ void Daemon::policy_step() {
       if (threads != 1 || (t.unmovable_until > now)) continue;  // only single-threaded processes move
       p.age_s = std::max(0.0, boot_now - static_cast<double>(start) / ticks);
       p.rss = jp.rss;
-      uint64_t sched = sched_ns(jp.pid), calls = io_calls(jp.pid);
+      uint64_t sched = run_wait_ns(jp.pid), calls = io_calls(jp.pid);
       if (t.at_ms > 0 && now > t.at_ms) {
         double dt = static_cast<double>(now - t.at_ms) / 1000.0;
         p.cpu_demand = static_cast<double>(sched - std::min(sched, t.sched_ns)) / 1e9 / dt;

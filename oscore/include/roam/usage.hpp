@@ -36,6 +36,11 @@ CpuUsage beyond(const CpuUsage& total, const CpuUsage& part);
 // clock exactly.
 std::optional<CpuUsage> usage_of(pid_t pid);
 
+// How long the process (its main thread) has run or waited to run, in ns
+// (/proc/PID/schedstat); 0 when it is gone. A CPU-bound process's grows as
+// fast as the wall clock however many share its CPU: the policies' demand.
+uint64_t run_wait_ns(pid_t pid);
+
 // As getrusage(2) fills it: RUSAGE_SELF (children = false) or
 // RUSAGE_CHILDREN (true; only the CPU times are known here).
 rusage to_rusage(const CpuUsage& u, bool children);
