@@ -623,10 +623,11 @@ class BodyServer {
   }
 
   void answer_cpu_clock(uint64_t id, const uint64_t* args) {
-    // A single-threaded process: its thread's clock is the process's.
-    auto u = used_so_far();
-    if (!u) return answer_continue(id);
-    uint64_t ns = u->cpu_ns();
+    // A single-threaded process: its thread's clock is the process's. Only
+    // the clock is read (programs that time themselves call this often).
+    auto body_ns = cpu_clock_ns(body_);
+    if (!body_ns) return answer_continue(id);
+    uint64_t ns = before_.cpu_ns() + *body_ns;
     timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
     answer_written(id, args[1], ts);
   }

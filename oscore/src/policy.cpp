@@ -206,6 +206,16 @@ std::optional<Decision> Engine::balancing(std::span<const Proc> procs, std::span
     double gain;
     double from_load, to_load;
   };
+  // Per node, once a step rather than per candidate: its load as this home
+  // sees it, and whether it may take another process in this step (against
+  // herding on information that may be stale, see the header).
+  std::vector<double> load(nodes.size());
+  std::vector<bool> takes(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    load[i] = load_of(nodes[i], procs, now_ms);
+    takes[i] = sent_now(nodes[i].node, now_ms) < step_quota(nodes[i], nodes, procs, now_ms);
+  }
+  auto index = [&](const NodeView& n) { return static_cast<size_t>(&n - nodes.data()); };
   std::vector<Option> options;
   for (const Proc& p : procs) {
     if (!p.placement.policy_may_move() || resting(p, now_ms)) continue;
@@ -216,13 +226,11 @@ std::optional<Decision> Engine::balancing(std::span<const Proc> procs, std::span
     if (p.age_s < move_seconds(p.rss, bytes_per_s)) continue;
     const NodeView* from = find(nodes, p.node);
     if (!from || !from->up) continue;
-    double from_load = load_of(*from, procs, now_ms);
+    double from_load = load[index(*from)];
     for (const NodeView& t : nodes) {
-      if (t.node == p.node) continue;
+      if (t.node == p.node || !takes[index(t)]) continue;
       if (!placement::unfit(p.placement, t, p.node).empty()) continue;
-      // Against herding on information that may be stale (header).
-      if (sent_now(t.node, now_ms) >= step_quota(t, nodes, procs, now_ms)) continue;
-      double to_load = load_of(t, procs, now_ms) + share_of(t);
+      double to_load = load[index(t)] + share_of(t);
       double gain = from_load - to_load;
       // Worth most of a process at the target, whatever the margin: the
       // loads are smoothed samples, and a fraction of a process is noise

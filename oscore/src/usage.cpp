@@ -71,11 +71,7 @@ std::optional<CpuUsage> usage_of(pid_t pid) {
     uint64_t ut = num(14), st = num(15), cut = num(16), cst = num(17);
     u.minflt = num(10);
     u.majflt = num(12);
-    clockid_t clock;
-    timespec ts{};
-    uint64_t total = ticks_to_ns(ut + st);
-    if (::clock_getcpuclockid(pid, &clock) == 0 && ::clock_gettime(clock, &ts) == 0)
-      total = static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+    uint64_t total = cpu_clock_ns(pid).value_or(ticks_to_ns(ut + st));
     std::tie(u.user_ns, u.sys_ns) = split(total, ut, st);
     u.child_user_ns = ticks_to_ns(cut);
     u.child_sys_ns = ticks_to_ns(cst);
@@ -87,6 +83,13 @@ std::optional<CpuUsage> usage_of(pid_t pid) {
   } catch (const std::exception&) {
     return std::nullopt;  // gone, or a zombie without status fields
   }
+}
+
+std::optional<uint64_t> cpu_clock_ns(pid_t pid) {
+  clockid_t clock;
+  timespec ts{};
+  if (::clock_getcpuclockid(pid, &clock) != 0 || ::clock_gettime(clock, &ts) != 0) return std::nullopt;
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 uint64_t run_wait_ns(pid_t pid) {

@@ -4,6 +4,9 @@
 //   c++ -std=c++20 -Ioscore/include -o /tmp/make_corpus tests/fuzz/make_corpus.cpp
 //       oscore/src/wire.cpp oscore/src/messages.cpp -lfmt     (one command line)
 //   /tmp/make_corpus tests/fuzz/corpus
+// Besides these, tests/fuzz/corpus holds regress_* files: inputs the fuzzer
+// once failed on, kept as regressions. Nothing else belongs there (`make
+// fuzz` writes what it finds to tests/fuzz/corpus-run, which is ignored).
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>

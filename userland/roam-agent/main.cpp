@@ -226,10 +226,10 @@ class HomeSide {
     return p.replace_extension(".stats");
   }
 
-  // For mosd's policies: calls served per second since the last tick, and
-  // the bytes the move carried (what the process holds, near enough).
-  // "CALLS_PER_S MOVED_BYTES DEMAND_PERMILLE" (-1: not known yet), read by
-  // mosd's policy step.
+  // For mosd's policy step, one line "CALLS_PER_S MOVED_BYTES
+  // DEMAND_PERMILLE": calls served per second since the last tick, the
+  // bytes the move carried (what the process holds, near enough), and the
+  // body's demand where it runs (-1: not known yet).
   void write_stats(uint64_t calls, double demand = -1) {
     auto now = Clock::now();
     double rate = 0;

@@ -36,6 +36,10 @@ CpuUsage beyond(const CpuUsage& total, const CpuUsage& part);
 // clock exactly.
 std::optional<CpuUsage> usage_of(pid_t pid);
 
+// The process's CPU clock (all its threads, ns), or nullopt when it is gone:
+// one clock_gettime, for answers that need no more than that.
+std::optional<uint64_t> cpu_clock_ns(pid_t pid);
+
 // How long the process (its main thread) has run or waited to run, in ns
 // (/proc/PID/schedstat); 0 when it is gone. A CPU-bound process's grows as
 // fast as the wall clock however many share its CPU: the policies' demand.
