@@ -134,6 +134,45 @@ inline double tcp_bandwidth_mbs(size_t bytes) {
   return static_cast<double>(bytes) / 1e6 / seconds_since(t);
 }
 
+// Milliseconds to move `bytes` of memory to other memory over a fresh
+// loopback TCP pair: the sender writes from a resident source region of
+// that size, the receiver reads straight into a resident destination region
+// of that size. This is what moving a process image does with its bytes
+// (read from the process, land in the new one); a stream that resends one
+// cache-hot buffer (tcp_bandwidth_mbs) never touches that much memory.
+inline double tcp_memory_transfer_ms(size_t bytes) {
+  auto region = [bytes] {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) throw SysError("mmap", errno);
+    return static_cast<char*>(p);
+  };
+  char* src = region();
+  char* dst = region();
+  for (size_t i = 0; i < bytes; i += sizeof(uint64_t)) {
+    uint64_t v = i * 0x9e3779b97f4a7c15ull;
+    std::memcpy(src + i, &v, std::min(sizeof v, bytes - i));
+  }
+  auto [c, s] = tcp_pair();
+  constexpr size_t kWrite = 1 << 20;
+  std::thread sink([&, fd = s.get()] {
+    size_t got = 0;
+    while (got < bytes) {
+      ssize_t r = ::read(fd, dst + got, std::min(kWrite, bytes - got));
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+  });
+  auto t = Clock::now();
+  for (size_t sent = 0; sent < bytes; sent += kWrite) write_all(c.get(), src + sent, std::min(kWrite, bytes - sent));
+  sink.join();
+  double ms = seconds_since(t) * 1e3;
+  bool same = std::memcmp(src, dst, bytes) == 0;
+  ::munmap(src, bytes);
+  ::munmap(dst, bytes);
+  if (!same) throw UserError("loopback TCP baseline: the bytes did not arrive intact");
+  return ms;
+}
+
 inline double memcpy_mbs(size_t bytes) {
   std::vector<char> a(bytes, 1), b(bytes, 2);
   std::memcpy(b.data(), a.data(), bytes);  // fault both in

@@ -2,7 +2,8 @@
 // measured in the same run:
 //   - freeze time of a stop-and-copy move of a 16 MiB / 256 MiB / 1 GiB
 //     process (tests/workloads/mem_pattern) vs a raw loopback TCP transfer of
-//     the same bytes (target <= 1.5x);
+//     the same bytes from memory to memory (target <= 1.5x; medians of
+//     --repeats moves);
 //   - round trip of a forwarded system call vs seccomp notification round
 //     trip + loopback TCP round trip (target <= 1.5x);
 //   - CPU-bound speed of a moved process vs the same process at home
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <future>
 #include <optional>
 #include <sstream>
@@ -126,40 +128,72 @@ struct Remote {
   }
 };
 
-// Milliseconds to push `bytes` one way through a fresh loopback TCP pair.
-double tcp_transfer_ms(uint64_t bytes) {
+// Milliseconds to push `bytes` one way through a fresh loopback TCP pair,
+// resending one cache-hot 1 MiB buffer.
+double tcp_hot_ms(uint64_t bytes) {
   return static_cast<double>(bytes) / 1e6 / tcp_bandwidth_mbs(static_cast<size_t>(bytes)) * 1e3;
 }
 
-void freeze_bench(const std::vector<int>& sizes) {
-  std::printf("\n%-10s %10s %11s %11s %11s %12s %13s %8s  %s\n", "process", "image MiB", "prepare ms", "freeze ms",
-              "capture ms", "send+rest ms", "TCP same, ms", "ratio", "target <= 1.5");
+// One move of a `mib` MiB mem_pattern process there and back; its stats.
+mig::MoveStats move_once(int mib) {
+  Child c({workload("mem_pattern"), std::to_string(mib)});
+  std::string ready = c.line();
+  if (ready.rfind("READY", 0) != 0) throw UserError("mem_pattern: " + ready);
+  Remote r;
+  mig::MoveStats st;
+  {
+    mig::HomeAgent home(c.pid, {.self_node = 1, .link_timeout = std::chrono::seconds(60)});
+    st = home.move_out(r.dial());
+    home.come_home("benchmark");
+    mig::HomeOutcome out = home.serve();
+    if (out.end != mig::HomeOutcome::End::home) throw UserError("the process did not come home: " + out.message);
+  }
+  r.thread.join();
+  ::kill(c.pid, SIGUSR1);
+  std::string verdict;
+  while (verdict.rfind("PASS", 0) != 0 && verdict.rfind("FAIL", 0) != 0) verdict = c.line();
+  int status = c.wait();
+  if (verdict != "PASS" || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    throw UserError(fmt::format("{} MiB process after its moves: {}", mib, verdict));
+  return st;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Each size is moved `repeats` times; after each move, both baselines are
+// measured for the same bytes, so drift in this machine's speed touches
+// both sides. Medians are compared. The target is judged against the
+// memory-to-memory transfer (tcp_memory_transfer_ms), which moves the image's
+// bytes from memory to memory as the move must; the cache-hot stream's
+// ratio is printed next to it.
+void freeze_bench(const std::vector<int>& sizes, int repeats) {
+  std::printf("\nstop-and-copy freeze, median of %d moves (per-move ratios in brackets)\n", repeats);
+  std::printf("%-9s %9s %10s %10s %10s %12s %11s %11s %18s %9s  %s\n", "process", "image MiB", "prepare ms",
+              "freeze ms", "capture ms", "send+rest ms", "TCP mem ms", "TCP hot ms", "ratio vs mem", "vs hot",
+              "target <= 1.5 (vs mem)");
   for (int mib : sizes) {
-    Child c({workload("mem_pattern"), std::to_string(mib)});
-    std::string ready = c.line();
-    if (ready.rfind("READY", 0) != 0) throw UserError("mem_pattern: " + ready);
-    Remote r;
-    mig::MoveStats st;
-    {
-      mig::HomeAgent home(c.pid, {.self_node = 1, .link_timeout = std::chrono::seconds(60)});
-      st = home.move_out(r.dial());
-      home.come_home("benchmark");
-      mig::HomeOutcome out = home.serve();
-      if (out.end != mig::HomeOutcome::End::home) throw UserError("the process did not come home: " + out.message);
+    std::vector<double> prepare, freeze, capture, transfer, mem, hot, ratio;
+    double image_mib = 0;
+    for (int i = 0; i < repeats; ++i) {
+      mig::MoveStats st = move_once(mib);
+      image_mib = st.image_bytes / 1048576.0;
+      prepare.push_back(st.prepare.count() / 1000.0);
+      freeze.push_back(st.freeze.count() / 1000.0);
+      capture.push_back(st.capture.count() / 1000.0);
+      transfer.push_back(st.transfer.count() / 1000.0);
+      mem.push_back(tcp_memory_transfer_ms(st.image_bytes));
+      hot.push_back(tcp_hot_ms(st.image_bytes));
+      ratio.push_back(freeze.back() / mem.back());
     }
-    r.thread.join();
-    ::kill(c.pid, SIGUSR1);
-    std::string verdict;
-    while (verdict.rfind("PASS", 0) != 0 && verdict.rfind("FAIL", 0) != 0) verdict = c.line();
-    int status = c.wait();
-    if (verdict != "PASS" || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-      throw UserError(fmt::format("{} MiB process after its moves: {}", mib, verdict));
-    double base = tcp_transfer_ms(st.image_bytes);
-    double freeze = st.freeze.count() / 1000.0;
-    std::printf("%4d MiB   %10.1f %11.1f %11.1f %11.1f %12.1f %13.1f %8.2f  %s\n", mib, st.image_bytes / 1048576.0,
-                st.prepare.count() / 1000.0, freeze, st.capture.count() / 1000.0, st.transfer.count() / 1000.0, base,
-                freeze / base,
-                freeze / base <= 1.5 ? "met" : "NOT met");
+    double r_mem = median(freeze) / median(mem), r_hot = median(freeze) / median(hot);
+    auto [lo, hi] = std::minmax_element(ratio.begin(), ratio.end());
+    std::printf("%4d MiB  %9.1f %10.1f %10.1f %10.1f %12.1f %11.1f %11.1f %6.2f [%.2f-%.2f] %9.2f  %s\n", mib, image_mib,
+                median(prepare), median(freeze), median(capture), median(transfer), median(mem), median(hot), r_mem,
+                *lo, *hi, r_hot, r_mem <= 1.5 ? "met" : "NOT met");
   }
 }
 
@@ -244,17 +278,22 @@ int main(int argc, char** argv) {
   std::vector<int> sizes = {16, 256, 1024};
   bool sealed = false;
   int iters = 20000;
+  int repeats = 3;
   app.add_option("--sizes", sizes, "process sizes in MiB")->delimiter(',')->capture_default_str();
   app.add_option("--iters", iters, "calls per latency measurement")->capture_default_str();
+  app.add_option("--repeats", repeats, "moves per size (medians are reported)")->capture_default_str()->check(
+      CLI::Range(1, 50));
   app.add_flag("--seal-pages", sealed, "seal page data too (migrate.seal_pages = true)");
   CLI11_PARSE(app, argc, argv);
   if (sodium_init() < 0) return 1;
   g_seal = sealed;
-  std::printf("page data: %s\n", sealed ? "sealed (encrypted + authenticated)" : "authenticated only (the default)");
+  std::printf("page data: %s\n", sealed ? "sealed (encrypted + authenticated)"
+                                 : SecureStream::gmac_faster_here() ? "authenticated only (the default), AES-256-GMAC tags"
+                                                                    : "authenticated only (the default), Poly1305 tags");
   ::signal(SIGPIPE, SIG_IGN);
   try {
     std::printf("loopback TCP bandwidth now: %.0f MB/s\n", tcp_bandwidth_mbs(256 << 20));
-    freeze_bench(sizes);
+    freeze_bench(sizes, repeats);
     call_bench(iters);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "migration_bench: %s\n", e.what());

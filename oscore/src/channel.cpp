@@ -189,7 +189,8 @@ void set_socket_options(int fd) {
 Channel handshake(FileDesc fd, Role role, const ClusterKey& key, uint32_t self, uint64_t features,
                   std::chrono::milliseconds timeout, size_t max_frame, uint32_t expected_node, uint32_t* peer,
                   bool seal_bulk) {
-  uint64_t offered = features | (seal_bulk ? 0 : msg::kFeatBulkAuth | msg::kFeatBulkGmac);
+  uint64_t offered = features | (seal_bulk ? 0 : msg::kFeatBulkAuth);
+  if (!seal_bulk && SecureStream::gmac_faster_here()) offered |= msg::kFeatBulkGmac;
   Handshake hs(role, key, self, offered);
   Channel ch(std::move(fd), nullptr, max_frame);
   ch.send(hs.hello_body());
