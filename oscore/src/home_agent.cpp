@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -183,7 +185,8 @@ class HomeAgent::Impl {
 
   // What a forwarded call in progress waits for (see step()).
   struct Waiting {
-    int fd = -1;               // readable: the call may go on (Wait::ready)
+    int fd = -1;               // ready for `events`: the call may go on (Wait::ready)
+    short events = POLLIN;
     uint64_t seq = 0;          // the call: a FwdCancel for it is Wait::cancelled
     bool deputy_runs = false;  // the deputy runs it (injected): nothing else may be injected now
   };
@@ -197,7 +200,7 @@ class HomeAgent::Impl {
     pollfd p[4] = {{ch_.fd(), POLLIN, 0},
                    {pidfd_.get(), POLLIN, 0},
                    {extra_fd_, POLLIN, 0},
-                   {w.fd, POLLIN, 0}};
+                   {w.fd, w.events, 0}};
     int n = ::poll(p, 4, kSignalPollMs);
     if (n < 0 && errno != EINTR) throw SysError("poll", errno);
     if (n < 0) return std::nullopt;
@@ -349,7 +352,7 @@ class HomeAgent::Impl {
           return r;
         }
         if (c.nr == SYS_read && (::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0) {
-          Wait w = wait_readable(fd, c.seq);
+          Wait w = wait_ready(fd, POLLIN, c.seq);
           if (w != Wait::ready) {
             // Nothing was read: the kernel's answer to a signal then.
             r.cancelled = true;
@@ -380,8 +383,13 @@ class HomeAgent::Impl {
         for (const auto& g : c.regions)
           if (g.addr == a[1]) data = g.data;
         if (data.size() != a[2] && a[2] != 0) break;  // not the shape we know: generic path
+        if (c.nr == SYS_write && may_block(fd)) {
+          if (std::optional<msg::FwdResult> done = write_interruptibly(fd, data, c.seq)) return *done;
+          break;  // this file cannot say it would block: the deputy writes it (interruptible)
+        }
         ssize_t n = c.nr == SYS_write ? ::write(fd, data.data(), data.size())
                                       : ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(a[3]));
+        if (n < 0 && errno == EPIPE) break;  // nothing written: the deputy writes it, and gets its SIGPIPE
         r.value = n < 0 ? -errno : n;
         return r;
       }
@@ -451,6 +459,11 @@ class HomeAgent::Impl {
       signals = deputy_has_pending() ? ptrace::SignalsDuring::held : ptrace::SignalsDuring::interrupt;
       nr = o.value == -ptrace::kERestartRestartBlock ? SYS_restart_syscall : c.nr;
     }
+    // A signal the call raised (SIGPIPE from a write to a pipe or socket
+    // without a reader) goes before its result: the body takes it on its
+    // way back from the call, as Linux delivers it, and dies of it before
+    // it sees the EPIPE when it has no handler.
+    if (deputy_has_pending()) forward_signals(true);
     for (const auto& g : c.regions) {
       if ((g.dir & static_cast<uint8_t>(msg::RegionDir::out)) == 0) continue;
       msg::FwdRegion o{g.addr, g.len, g.dir, std::vector<std::byte>(g.len)};
@@ -625,9 +638,55 @@ class HomeAgent::Impl {
     return cache_.emplace(fd, FileDesc(mine)).first->second.get();
   }
 
-  Wait wait_readable(int fd, uint64_t seq) {
+  // A blocking write to a pipe, socket or terminal can wait without end;
+  // one to a regular file or block device waits for the disk only.
+  static bool may_block(int fd) {
+    int fl = ::fcntl(fd, F_GETFL);
+    if (fl < 0 || (fl & O_NONBLOCK)) return false;
+    struct stat st;
+    return ::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
+  }
+
+  // The write fast path for a file that may block: written here in pieces
+  // that never block (RWF_NOWAIT), waiting in between as a forwarded read
+  // does, so a signal for the process interrupts it as Linux would: nothing
+  // written yet, -ERESTARTSYS (EINTR, or a restart under SA_RESTART); some,
+  // that count. A pipe without a reader, or a file that cannot write
+  // without blocking (RWF_NOWAIT unsupported): nothing (std::nullopt), and
+  // the deputy writes it itself, so the kernel raises SIGPIPE there.
+  std::optional<msg::FwdResult> write_interruptibly(int fd, std::span<const std::byte> data, uint64_t seq) {
+    msg::FwdResult r;
+    r.seq = seq;
+    size_t done = 0;
     for (;;) {
-      if (std::optional<Wait> w = step({.fd = fd, .seq = seq})) return *w;
+      iovec v{const_cast<std::byte*>(data.data() + done), data.size() - done};
+      ssize_t n = ::pwritev2(fd, &v, 1, -1, RWF_NOWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n >= 0) {
+        done += static_cast<size_t>(n);
+        if (done == data.size()) break;
+        continue;  // part of it fitted: try the rest before waiting
+      }
+      if (errno != EAGAIN) {
+        if (done > 0) break;  // what Linux returns when a later part fails
+        if (errno == EPIPE || errno == EOPNOTSUPP || errno == EINVAL) return std::nullopt;
+        r.value = -errno;
+        return r;
+      }
+      Wait w = wait_ready(fd, POLLOUT, seq);
+      if (w == Wait::ready) continue;
+      if (done > 0) break;  // interrupted after a part: its count
+      r.cancelled = true;
+      r.value = -ptrace::kERestartSys;
+      return r;
+    }
+    r.value = static_cast<int64_t>(done);
+    return r;
+  }
+
+  Wait wait_ready(int fd, short events, uint64_t seq) {
+    for (;;) {
+      if (std::optional<Wait> w = step({.fd = fd, .events = events, .seq = seq})) return *w;
     }
   }
 

@@ -342,6 +342,51 @@ blocking_calls_interrupted_body() {
 }
 blocking_calls_interrupted_cleanup() { cluster_down; }
 
+atf_test_case blocking_write cleanup
+blocking_write_head() {
+  atf_set descr "a write to a full pipe at home blocks while away and is interrupted (EINTR) or restarted (SA_RESTART) by a signal as Linux does; a write to a pipe without reader kills with SIGPIPE"
+  atf_set require.user root
+  atf_set timeout 180
+}
+blocking_write_body() {
+  roam_init
+  cluster_up 2
+  for mode in norestart restart; do
+    out=bw-$mode.out
+    pid=$(job_start 1 bw-$mode "$(wl blocking_write)" $mode)
+    wait_line $out '^CHILD'
+    child=$(awk '/^CHILD [0-9]/ {print $2}' $out)
+    migrate_ok 1 "$pid" 2
+    body=$(body_pid 2)
+    [ -n "$body" ] || atf_fail "$mode: no body on node 2"
+    on_node 1 kill -USR1 "$pid"
+    wait_line $out '^WRITE'
+    # The body waits in its write (1) for home's answer.
+    retry 400 0.05 in_call 2 "$body" 1 || atf_fail "$mode: the write does not block"
+    sleep 0.3
+    in_call 2 "$body" 1 || atf_fail "$mode: the write to a full pipe did not stay blocked"
+    on_node 1 kill -USR2 "$pid"
+    wait_line $out '^HANDLER 1'
+    if [ $mode = norestart ]; then
+      wait_line $out '^write EINTR'
+    fi
+    retry 400 0.05 in_call 2 "$body" 1 || atf_fail "$mode: the write is not blocked (again) after the handler"
+    [ "$(where 1 "$pid")" = 2 ] || atf_fail "$mode: the process left node 2"
+    on_node 1 kill -USR1 "$child"
+    wait_line $out '^write done 65536'
+    wait_line $out '^CHILD READ'
+    full=$(awk '/^FULL/ {print $2}' $out)
+    read_all=$(awk '/^CHILD READ/ {print $3}' $out)
+    [ "$read_all" = $((full + 65536)) ] || atf_fail "$mode: the reader got $read_all bytes, not $full + 65536"
+    expect_status bw-$mode 141
+    cat $out
+    atf_check -o "match:^SIGPIPE" -o "not-match:FAIL" cat $out
+  done
+  atf_check -o "match:^write EINTR" cat bw-norestart.out
+  atf_check -o "not-match:EINTR" cat bw-restart.out
+}
+blocking_write_cleanup() { cluster_down; }
+
 atf_test_case terminal cleanup
 terminal_head() {
   atf_set descr "an interactive program on a terminal (tmux) is moved and keeps talking"
@@ -814,6 +859,7 @@ atf_init_test_cases() {
   atf_add_test_case signal_storm
   atf_add_test_case blocking_read
   atf_add_test_case blocking_calls_interrupted
+  atf_add_test_case blocking_write
   atf_add_test_case terminal
   atf_add_test_case job_control
   atf_add_test_case fork_exec_goes_home
