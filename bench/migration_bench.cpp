@@ -134,8 +134,15 @@ double tcp_hot_ms(uint64_t bytes) {
   return static_cast<double>(bytes) / 1e6 / tcp_bandwidth_mbs(static_cast<size_t>(bytes)) * 1e3;
 }
 
-// One move of a `mib` MiB mem_pattern process there and back; its stats.
-mig::MoveStats move_once(int mib) {
+// Coming home: laying the deputy out while the body runs, then from the
+// body's image arriving until the deputy was restored.
+struct Back {
+  double prepare_ms = 0, restore_ms = 0;
+};
+
+// One move of a `mib` MiB mem_pattern process there and back; its stats,
+// and in `back` those of its coming home.
+mig::MoveStats move_once(int mib, Back& back) {
   Child c({workload("mem_pattern"), std::to_string(mib)});
   std::string ready = c.line();
   if (ready.rfind("READY", 0) != 0) throw UserError("mem_pattern: " + ready);
@@ -146,6 +153,8 @@ mig::MoveStats move_once(int mib) {
     st = home.move_out(r.dial());
     home.come_home("benchmark");
     mig::HomeOutcome out = home.serve();
+    back.prepare_ms = out.home_prepare.count() / 1000.0;
+    back.restore_ms = out.home_restore.count() / 1000.0;
     if (out.end != mig::HomeOutcome::End::home) throw UserError("the process did not come home: " + out.message);
   }
   r.thread.join();
@@ -172,14 +181,17 @@ double median(std::vector<double> v) {
 // ratio is printed next to it.
 void freeze_bench(const std::vector<int>& sizes, int repeats) {
   std::printf("\nstop-and-copy freeze, median of %d moves (per-move ratios in brackets)\n", repeats);
-  std::printf("%-9s %9s %10s %10s %10s %12s %11s %11s %18s %9s  %s\n", "process", "image MiB", "prepare ms",
+  std::printf("%-9s %9s %10s %10s %10s %12s %11s %11s %18s %9s  %-22s  %s\n", "process", "image MiB", "prepare ms",
               "freeze ms", "capture ms", "send+rest ms", "TCP mem ms", "TCP hot ms", "ratio vs mem", "vs hot",
-              "target <= 1.5 (vs mem)");
+              "target <= 1.5 (vs mem)", "home: prepare / restore ms");
   for (int mib : sizes) {
-    std::vector<double> prepare, freeze, capture, transfer, mem, hot, ratio;
+    std::vector<double> prepare, freeze, capture, transfer, mem, hot, ratio, back_prepare, back_restore;
     double image_mib = 0;
     for (int i = 0; i < repeats; ++i) {
-      mig::MoveStats st = move_once(mib);
+      Back back;
+      mig::MoveStats st = move_once(mib, back);
+      back_prepare.push_back(back.prepare_ms);
+      back_restore.push_back(back.restore_ms);
       image_mib = st.image_bytes / 1048576.0;
       prepare.push_back(st.prepare.count() / 1000.0);
       freeze.push_back(st.freeze.count() / 1000.0);
@@ -191,9 +203,9 @@ void freeze_bench(const std::vector<int>& sizes, int repeats) {
     }
     double r_mem = median(freeze) / median(mem), r_hot = median(freeze) / median(hot);
     auto [lo, hi] = std::minmax_element(ratio.begin(), ratio.end());
-    std::printf("%4d MiB  %9.1f %10.1f %10.1f %10.1f %12.1f %11.1f %11.1f %6.2f [%.2f-%.2f] %9.2f  %s\n", mib, image_mib,
-                median(prepare), median(freeze), median(capture), median(transfer), median(mem), median(hot), r_mem,
-                *lo, *hi, r_hot, r_mem <= 1.5 ? "met" : "NOT met");
+    std::printf("%4d MiB  %9.1f %10.1f %10.1f %10.1f %12.1f %11.1f %11.1f %6.2f [%.2f-%.2f] %9.2f  %-22s  %.1f / %.1f\n", mib,
+                image_mib, median(prepare), median(freeze), median(capture), median(transfer), median(mem), median(hot),
+                r_mem, *lo, *hi, r_hot, r_mem <= 1.5 ? "met" : "NOT met", median(back_prepare), median(back_restore));
   }
 }
 

@@ -381,7 +381,12 @@ class BodyServer {
       while (!ended_ && ch_.pop(body)) on_home_message(body);
       if (ended_) return;
       if (!home_requested_ && expel_asked()) home_requested_ = true;
-      if (home_requested_) return go_home(home_reason_, std::nullopt);
+      if (going_ && going_->prepared) {
+        std::optional<uint64_t> notif = going_->notif;
+        return freeze_home(going_->reason, notif);
+      }
+      if (home_requested_ && !going_) go_home(home_reason_.empty() ? "asked home" : home_reason_, std::nullopt);
+      if (ended_) return;
       if (!ch_.open()) throw LinkLost{"connection closed by home"};
       check_link();
       check_stopped();
@@ -441,8 +446,15 @@ class BodyServer {
         return deliver(msg::decode<msg::FwdSignal>(body));
       case msg::Type::come_home:
         home_requested_ = true;
-        home_reason_ = msg::decode<msg::ComeHome>(body).reason;
+        if (!going_) home_reason_ = msg::decode<msg::ComeHome>(body).reason;
         return;
+      case msg::Type::home_prepared: {
+        auto hp = msg::decode<msg::HomePrepared>(body);
+        if (!going_) throw LinkLost{"home prepared for a coming home nobody asked for"};
+        if (!hp.ok) out_.log.push_back(fmt::format("home could not prepare for the coming home: {}", hp.error));
+        going_->prepared = true;
+        return;
+      }
       case msg::Type::keepalive:
         return;
       case msg::Type::fwd_result:
@@ -740,6 +752,12 @@ class BodyServer {
         send(msg::FwdCancel{outstanding_->seq});
         cancel_sent_ = true;
       }
+      if (going_ && going_->prepared && !cancel_sent_) {
+        // Home is ready for the body: a call that went meanwhile and
+        // blocks there is re-issued at home, after the move.
+        send(msg::FwdCancel{outstanding_->seq});
+        cancel_sent_ = true;
+      }
       check_link();
     }
     Outstanding o = *outstanding_;
@@ -785,9 +803,36 @@ class BodyServer {
 
   // ---- leaving ----
 
+  // The process goes home. A home that offered to prepare gets the plan of
+  // the body first (HomePlan) and lays the deputy out from it while the
+  // body runs on here; its HomePrepared makes the serving loop freeze the
+  // body (freeze_home). Until then a call the body blocks in (`notif`: one
+  // that needs home) waits, and is re-issued at home. Otherwise the body is
+  // frozen at once.
+  void go_home(const std::string& reason, std::optional<uint64_t> notif) {
+    if ((offer_.flags & msg::kOfferHomePrepares) == 0) return freeze_home(reason, notif);
+    if (going_) {
+      if (notif) going_->notif = notif;
+      return;
+    }
+    home_requested_ = true;
+    if (home_reason_.empty()) home_reason_ = reason;
+    image::ProcessImage plan;
+    try {
+      plan = image::capture_from_proc(body_);
+    } catch (const std::exception& e) {
+      // It may be on its way out: the freeze finds out.
+      out_.log.push_back(fmt::format("no plan of the body for home ({}): frozen at once", e.what()));
+      return freeze_home(reason, notif);
+    }
+    send(msg::HomePlan{reason, image::content_bytes(plan)});
+    send_image(ch_, plan);
+    going_ = Going{reason, notif, false};
+  }
+
   // Freezes the body (answering `notif` with a restart so the call is
   // re-issued at home), sends its image, and ends it once home has it.
-  void go_home(const std::string& reason, std::optional<uint64_t> notif) {
+  void freeze_home(const std::string& reason, std::optional<uint64_t> notif) {
     Tracee t = Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill});
     t.request_interrupt();
     if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
@@ -901,6 +946,12 @@ class BodyServer {
   bool cancel_for_handler_ = false;  // a signal with a handler came while the call waited
   bool home_requested_ = false;
   std::string home_reason_;
+  struct Going {
+    std::string reason;
+    std::optional<uint64_t> notif;  // the call the body waits in, to re-issue at home
+    bool prepared = false;          // home answered the plan: freeze now
+  };
+  std::optional<Going> going_;  // the plan went home; waiting for HomePrepared
   uint64_t seq_ = 0;
   bool ids_changed_ = false;
   int stop_as_ = 0;  // the stop signal home sent, relayed as SIGSTOP

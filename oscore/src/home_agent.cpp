@@ -94,6 +94,7 @@ class HomeAgent::Impl {
       offer.cpu = cw.take();
       offer.image_bytes = image::content_bytes(plan);
       offer.link_timeout_ms = static_cast<uint32_t>(o_.link_timeout.count());
+      offer.flags = msg::kOfferHomePrepares;
       offer.monotonic_ns = clock_ns(CLOCK_MONOTONIC);
       offer.boottime_ns = clock_ns(CLOCK_BOOTTIME);
       ch.send_msg(offer);
@@ -299,6 +300,8 @@ class HomeAgent::Impl {
       }
       case msg::Type::body_exit:
         return body_ended(msg::decode<msg::BodyExit>(body).status);
+      case msg::Type::home_plan:
+        return prepare_home(msg::decode<msg::HomePlan>(body));
       case msg::Type::going_home:
         return receive_home(msg::decode<msg::GoingHome>(body));
       case msg::Type::body_stopped: {
@@ -565,6 +568,15 @@ class HomeAgent::Impl {
       }
       uint64_t end = b;
       if (it != mirror_.end() && it->first < end) end = it->first;
+      if (prepared_) {
+        // Laid out for the coming home: the body's regions are there, at
+        // the body's addresses, already.
+        if (uint64_t in = prepared_end(a)) {
+          a = std::min(in, b);
+          continue;
+        }
+        if (uint64_t next = prepared_start_after(a); next < end) end = next;
+      }
       long rc = rs.syscall(SYS_mmap, a, end - a, PROT_READ | PROT_WRITE,
                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
       if (rc != static_cast<long>(a)) {
@@ -576,6 +588,71 @@ class HomeAgent::Impl {
       a = end;
     }
     return true;
+  }
+
+  // The end of the prepared region holding `addr`, or 0.
+  uint64_t prepared_end(uint64_t addr) const {
+    for (const image::Vma& v : prepared_->regions)
+      if (!v.kernel_provided() && v.start <= addr && addr < v.end) return v.end;
+    return 0;
+  }
+  uint64_t prepared_start_after(uint64_t addr) const {
+    uint64_t next = UINT64_MAX;
+    for (const image::Vma& v : prepared_->regions)
+      if (!v.kernel_provided() && v.start > addr) next = std::min(next, v.start);
+    return next;
+  }
+
+  // Coming home, before the body is frozen: the deputy is laid out as the
+  // body runs now and its memory faulted in (restore::prepare, as the
+  // remote does before a move out), so the freeze only copies. The body
+  // runs on meanwhile; its calls wait until this is done, then find their
+  // memory in the prepared regions (mirror()). The injections' scratch is
+  // the restore's own, which the restore unmaps at its end.
+  void prepare_home(const msg::HomePlan& hp) {
+    ImageReceiver rx(ch_, o_.link_timeout);
+    image::ProcessImage plan;
+    try {
+      plan = rx.header();
+      rx.drain();
+    } catch (const wire::DecodeError& e) {
+      throw LinkLost{fmt::format("bad plan of the body coming home: {}", e.what())};
+    }
+    auto t0 = Clock::now();
+    msg::HomePrepared done;
+    follow_agent_cpu();
+    try {
+      prepared_ = restore::prepare(*deputy_, plan);
+      scratch_ = prepared_->scratch_start;
+      mirror_.clear();
+      mirrored_ = 0;
+      done.ok = true;
+      done.populated_bytes = prepared_->populated_bytes;
+    } catch (const ptrace::TraceeDied&) {
+      throw;
+    } catch (const std::exception& e) {
+      // Whatever it left is cleared by the restore (restore_into without a
+      // plan); calls meanwhile need a scratch page again.
+      prepared_.reset();
+      mirror_.clear();
+      mirrored_ = 0;
+      new_scratch();
+      done.error = e.what();
+      log_.push_back(fmt::format("preparing the deputy for the coming home failed ({}): restoring without", e.what()));
+    }
+    done.prepare_us = static_cast<uint64_t>(us(Clock::now() - t0).count());
+    if (done.ok) out_.home_prepare = us(Clock::now() - t0);
+    if (done.ok)
+      log_.push_back(fmt::format("coming home ({}): {} MiB faulted in at home in {} ms before the freeze", hp.reason,
+                               done.populated_bytes >> 20, done.prepare_us / 1000));
+    send(done);
+  }
+
+  void new_scratch() {
+    RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
+    long page = rs.syscall(SYS_mmap, 0, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page < 0 && page > -4096) throw SysError("mmap of the deputy's scratch page", static_cast<int>(-page));
+    scratch_ = static_cast<uint64_t>(page);
   }
 
   void drop_mirror(RemoteSyscalls& rs) {
@@ -884,18 +961,22 @@ class HomeAgent::Impl {
   }
 
   void receive_home(const msg::GoingHome& gh) {
+    auto t0 = Clock::now();
     ImageReceiver rx(ch_, o_.link_timeout);
     try {
       image::ProcessImage img = rx.header();
       img.misc = original_misc_;
       mirror_.clear();
       mirrored_ = 0;
-      restore::restore_into(*deputy_, img, rx.pages());
+      if (prepared_) restore::restore_into(*deputy_, img, rx.pages(), *prepared_);
+      else restore::restore_into(*deputy_, img, rx.pages());
+      prepared_.reset();
     } catch (const std::exception& e) {
       send(msg::HomeDone{false, e.what()});
       throw LinkLost{fmt::format("restoring the body at home failed: {}", e.what())};
     }
     own_cpus_again();
+    out_.home_restore = us(Clock::now() - t0);
     if (auto here = usage_of(pid_)) out_.away_usage = beyond(gh.used, *here);
     send(msg::HomeDone{true, {}});
     // Signals queued at the body, then those forwarded while it travelled,
@@ -937,6 +1018,7 @@ class HomeAgent::Impl {
   std::map<uint64_t, uint64_t> mirror_;      // mirrored page ranges in the deputy
   uint64_t mirrored_ = 0;
   uint64_t scratch_ = 0;  // a page of the deputy's for injected calls' arguments
+  std::optional<restore::Prepared> prepared_;  // the deputy laid out for the body's coming home
   uint64_t calls_served_ = 0;
   Clock::time_point last_tick_{};
   Clock::time_point sched_at_{};

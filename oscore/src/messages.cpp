@@ -112,6 +112,8 @@ const char* type_name(Type t) {
     case Type::body_gone: return "body_gone";
     case Type::body_stopped: return "body_stopped";
     case Type::mig_prepared: return "mig_prepared";
+    case Type::home_plan: return "home_plan";
+    case Type::home_prepared: return "home_prepared";
   }
   return "unknown";
 }

@@ -92,6 +92,7 @@ void encode_fields(wire::Writer& w, const MigOffer& m) {
   put_blob(w, m.cpu);
   w.u64(m.image_bytes);
   w.u32(m.link_timeout_ms);
+  w.u8(m.flags);
 }
 void decode_fields(wire::Reader& r, MigOffer& m) {
   m.home_node = r.u32();
@@ -106,6 +107,7 @@ void decode_fields(wire::Reader& r, MigOffer& m) {
   m.cpu = get_blob(r, 4096);
   m.image_bytes = r.u64();
   m.link_timeout_ms = r.u32();
+  if (r.remaining() > 0) m.flags = r.u8();
   if (m.home_pid <= 0) throw wire::DecodeError(fmt::format("home pid {}", m.home_pid));
 }
 
@@ -217,6 +219,28 @@ void decode_fields(wire::Reader& r, GoingHome& m) {
     std::memcpy(s.data(), b.data(), b.size());
   }
   get_usage(r, m.used);
+}
+
+void encode_fields(wire::Writer& w, const HomePlan& m) {
+  w.str(m.reason);
+  w.u64(m.image_bytes);
+}
+void decode_fields(wire::Reader& r, HomePlan& m) {
+  m.reason = r.str(4096);
+  m.image_bytes = r.u64();
+}
+
+void encode_fields(wire::Writer& w, const HomePrepared& m) {
+  w.boolean(m.ok);
+  w.u64(m.prepare_us);
+  w.u64(m.populated_bytes);
+  w.str(m.error);
+}
+void decode_fields(wire::Reader& r, HomePrepared& m) {
+  m.ok = r.boolean();
+  m.prepare_us = r.u64();
+  m.populated_bytes = r.u64();
+  m.error = r.str(4096);
 }
 
 void encode_fields(wire::Writer& w, const HomeDone& m) {

@@ -91,6 +91,8 @@ void try_every_decoder(Span body) {
   try_decode<FwdSignal>(body);
   try_decode<ComeHome>(body);
   try_decode<GoingHome>(body);
+  try_decode<HomePlan>(body);
+  try_decode<HomePrepared>(body);
   try_decode<HomeDone>(body);
   try_decode<BodyExit>(body);
   try_decode<Keepalive>(body);

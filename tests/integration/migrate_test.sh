@@ -55,6 +55,9 @@ memory_1g_body() {
   expect_status mem 0 2400
   atf_check -o "match:^PASS$" cat mem.out
   cat migrate.log
+  # Its 1 GiB was faulted in at home before the body froze to come back.
+  grep "faulted in at home" "$(mosd_log 1)" | grep -Eq ': (10[0-9][0-9]|9[0-9][0-9]) MiB faulted' ||
+    atf_fail "home did not fault the memory in before the freeze: $(grep 'coming home' "$(mosd_log 1)")"
 }
 memory_1g_cleanup() { cluster_down; }
 
@@ -102,6 +105,9 @@ file_at_home_body() {
   n=$(sed -n 's/^PASS \([0-9]*\) records.*/\1/p' app.out)
   [ "$(on_node 1 wc -c </dev/null /tmp/roam-append.txt | awk '{print $1}')" = "$((n * 13))" ] ||
     atf_fail "the file at home does not hold $n records"
+  # It came home while it wrote: home laid the deputy out first, and the
+  # writes made meanwhile found their memory there.
+  grep -q "faulted in at home" "$(mosd_log 1)" || atf_fail "home did not prepare for the coming home"
 }
 file_at_home_cleanup() { cluster_down; }
 

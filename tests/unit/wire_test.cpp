@@ -893,6 +893,29 @@ TEST(MigMessages, UsageAndDemandRoundTrip) {
   Keepalive k{123456789};
   EXPECT_EQ(decode<Keepalive>(encode(k)).body_sched_ns, 123456789u);
   EXPECT_EQ(decode<Keepalive>(encode(Keepalive{})).body_sched_ns, 0u);
+
+  // Coming home with a prepare phase: the offer's flag (an older home's
+  // offer has none: 0), the plan's head and home's answer.
+  MigOffer offer;
+  offer.home_pid = 77;
+  offer.flags = kOfferHomePrepares;
+  auto ob = encode(offer);
+  EXPECT_EQ(decode<MigOffer>(ob).flags, kOfferHomePrepares);
+  ob.pop_back();
+  EXPECT_EQ(decode<MigOffer>(ob).flags, 0);
+  HomePlan plan{"asked home", 1 << 20};
+  auto pb = decode<HomePlan>(encode(plan));
+  EXPECT_EQ(pb.reason, "asked home");
+  EXPECT_EQ(pb.image_bytes, 1u << 20);
+  HomePrepared hp{false, 1500, 4096, "mmap failed"};
+  auto hb = decode<HomePrepared>(encode(hp));
+  EXPECT_FALSE(hb.ok);
+  EXPECT_EQ(hb.prepare_us, 1500u);
+  EXPECT_EQ(hb.populated_bytes, 4096u);
+  EXPECT_EQ(hb.error, "mmap failed");
+  auto cut = encode(hp);
+  cut.resize(cut.size() - 3);
+  EXPECT_THROW(decode<HomePrepared>(cut), wire::DecodeError);
 }
 
 }  // namespace roam::msg

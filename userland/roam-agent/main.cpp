@@ -183,7 +183,14 @@ class HomeSide {
             // No one can reach this agent from now on: a later `migrate`
             // asks mosd, which starts a new one.
             ::unlink(socket_.c_str());
-            if (asking) asking->reply(true, fmt::format("process {} came home", pid_));
+            if (asking)
+              asking->reply(true, out.home_prepare.count() > 0
+                                      ? fmt::format("process {} came home (laid out at home in {:.1f} ms, then "
+                                                    "restored in {:.1f} ms)",
+                                                    pid_, out.home_prepare.count() / 1000.0,
+                                                    out.home_restore.count() / 1000.0)
+                                      : fmt::format("process {} came home (restored in {:.1f} ms)", pid_,
+                                                    out.home_restore.count() / 1000.0));
           }
           break;
         default:

@@ -54,6 +54,8 @@ enum class Type : uint16_t {
   body_gone = 214,
   body_stopped = 215,
   mig_prepared = 216,
+  home_plan = 217,
+  home_prepared = 218,
 };
 
 const char* type_name(Type t);

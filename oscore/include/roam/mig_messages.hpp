@@ -18,6 +18,12 @@
 //                                      <-  FwdCancel     the body was signalled
 //                                                        while the call waits
 //   ComeHome                           ->  (migrate PID home, or to elsewhere)
+//                                      <-  HomePlan, MigChunk* (the plan: the
+//                                          body as it runs, no pages), when
+//                                          the offer said home prepares
+//   (the deputy is laid out as the plan
+//   says and its memory faulted in)
+//   HomePrepared                       ->  (the body is frozen now)
 //                                      <-  GoingHome, MigChunk* (the body's image)
 //   HomeDone                           ->  restored at home: the body may go
 //                                      <-  BodyGone      signals that crossed it
@@ -76,7 +82,10 @@ struct MigOffer {
   std::vector<std::byte> cpu;  // CpuFeatures, encoded
   uint64_t image_bytes = 0;
   uint32_t link_timeout_ms = 0;
+  // Appended; absent (an older home): 0.
+  uint8_t flags = 0;
 };
+inline constexpr uint8_t kOfferHomePrepares = 1;  // coming home, send a HomePlan first
 
 struct MigChunk {
   static constexpr Type kType = Type::mig_chunk;
@@ -161,6 +170,23 @@ struct GoingHome {
   CpuUsage used;  // all it used, at home before and away (what its usage calls answered)
 };
 
+// The body is about to come home: the plan of it, as it runs, follows (as
+// MigChunks, without pages), so home can lay the deputy out and fault its
+// memory in before the body is frozen.
+struct HomePlan {
+  static constexpr Type kType = Type::home_plan;
+  std::string reason;
+  uint64_t image_bytes = 0;  // what the body's pages come to now
+};
+
+struct HomePrepared {
+  static constexpr Type kType = Type::home_prepared;
+  bool ok = false;  // false: home will restore without it (`error` says why)
+  uint64_t prepare_us = 0;
+  uint64_t populated_bytes = 0;
+  std::string error;
+};
+
 struct HomeDone {
   static constexpr Type kType = Type::home_done;
   bool ok = false;
@@ -212,6 +238,8 @@ void encode_fields(wire::Writer& w, const FwdCancel& m);
 void encode_fields(wire::Writer& w, const FwdSignal& m);
 void encode_fields(wire::Writer& w, const ComeHome& m);
 void encode_fields(wire::Writer& w, const GoingHome& m);
+void encode_fields(wire::Writer& w, const HomePlan& m);
+void encode_fields(wire::Writer& w, const HomePrepared& m);
 void encode_fields(wire::Writer& w, const HomeDone& m);
 void encode_fields(wire::Writer& w, const BodyExit& m);
 void encode_fields(wire::Writer& w, const Keepalive& m);
@@ -232,6 +260,8 @@ void decode_fields(wire::Reader& r, FwdCancel& m);
 void decode_fields(wire::Reader& r, FwdSignal& m);
 void decode_fields(wire::Reader& r, ComeHome& m);
 void decode_fields(wire::Reader& r, GoingHome& m);
+void decode_fields(wire::Reader& r, HomePlan& m);
+void decode_fields(wire::Reader& r, HomePrepared& m);
 void decode_fields(wire::Reader& r, HomeDone& m);
 void decode_fields(wire::Reader& r, BodyExit& m);
 void decode_fields(wire::Reader& r, Keepalive& m);

@@ -76,6 +76,10 @@ struct HomeOutcome {
   // Came home: what it used away (and on earlier trips) that the kernel's
   // figures for the process at home do not show.
   CpuUsage away_usage;
+  // Came home: laying the deputy out before the freeze (0: not prepared),
+  // and from the body's image arriving (GoingHome) until the deputy was
+  // restored (the freeze, less the capture at the body's node).
+  std::chrono::microseconds home_prepare{}, home_restore{};
 };
 
 class HomeAgent {
