@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
@@ -390,6 +391,9 @@ class HomeAgent::Impl {
           if (std::optional<msg::FwdResult> done = write_interruptibly(fd, data, c.seq)) return *done;
           break;  // this file cannot say it would block: the deputy writes it (interruptible)
         }
+        // A file size limit is the process's: the deputy's kernel applies
+        // it (EFBIG, SIGXFSZ), not this agent's.
+        if (rlimit lim; ::prlimit(pid_, RLIMIT_FSIZE, nullptr, &lim) != 0 || lim.rlim_cur != RLIM_INFINITY) break;
         ssize_t n = c.nr == SYS_write ? ::write(fd, data.data(), data.size())
                                       : ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(a[3]));
         if (n < 0 && errno == EPIPE) break;  // nothing written: the deputy writes it, and gets its SIGPIPE

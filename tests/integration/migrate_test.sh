@@ -393,6 +393,28 @@ blocking_write_body() {
 }
 blocking_write_cleanup() { cluster_down; }
 
+atf_test_case fsize_limit cleanup
+fsize_limit_head() {
+  atf_set descr "a file size limit set while away applies at home: a write stops at it, the next fails with EFBIG, and SIGXFSZ kills"
+  atf_set require.user root
+  atf_set timeout 120
+}
+fsize_limit_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 fs "$(wl fsize_limit)" /tmp/roam-fsize.txt)
+  wait_line fs.out '^READY'
+  migrate_ok 1 "$pid" 2
+  on_node 1 kill -USR1 "$pid"
+  expect_status fs 153
+  cat fs.out
+  atf_check -o "match:^EFBIG" -o "not-match:FAIL" cat fs.out
+  [ "$(on_node 1 wc -c </dev/null /tmp/roam-fsize.txt | awk '{print $1}')" = 4096 ] ||
+    atf_fail "the file at home does not hold the 4096 bytes up to the limit"
+  on_node 2 test ! -e /tmp/roam-fsize.txt || atf_fail "the file was created on the remote node"
+}
+fsize_limit_cleanup() { cluster_down; }
+
 atf_test_case terminal cleanup
 terminal_head() {
   atf_set descr "an interactive program on a terminal (tmux) is moved and keeps talking"
@@ -866,6 +888,7 @@ atf_init_test_cases() {
   atf_add_test_case blocking_read
   atf_add_test_case blocking_calls_interrupted
   atf_add_test_case blocking_write
+  atf_add_test_case fsize_limit
   atf_add_test_case terminal
   atf_add_test_case job_control
   atf_add_test_case fork_exec_goes_home
