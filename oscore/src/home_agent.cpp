@@ -6,7 +6,10 @@
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
 #include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -26,6 +29,7 @@
 #include "roam/error.hpp"
 #include "roam/image_codec.hpp"
 #include "roam/image_migratable.hpp"
+#include "roam/image_proc.hpp"
 #include "roam/log.hpp"
 #include "roam/mig_image.hpp"
 #include "roam/mig_messages.hpp"
@@ -355,6 +359,7 @@ class HomeAgent::Impl {
           r.value = fd;
           return r;
         }
+        if (controlling_tty(fd)) break;  // the deputy reads it: job control (SIGTTIN) applies
         if (c.nr == SYS_read && (::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0) {
           Wait w = wait_ready(fd, POLLIN, c.seq);
           if (w != Wait::ready) {
@@ -387,6 +392,7 @@ class HomeAgent::Impl {
         for (const auto& g : c.regions)
           if (g.addr == a[1]) data = g.data;
         if (data.size() != a[2] && a[2] != 0) break;  // not the shape we know: generic path
+        if (controlling_tty(fd)) break;  // the deputy writes it: job control (TOSTOP's SIGTTOU) applies
         if (c.nr == SYS_write && may_block(fd)) {
           if (std::optional<msg::FwdResult> done = write_interruptibly(fd, data, c.seq)) return *done;
           break;  // this file cannot say it would block: the deputy writes it (interruptible)
@@ -717,6 +723,28 @@ class HomeAgent::Impl {
     int mine = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd_.get(), fd, 0));
     if (mine < 0) return -errno;
     return cache_.emplace(fd, FileDesc(mine)).first->second.get();
+  }
+
+  // Whether `fd` is the process's controlling terminal. Its reads and
+  // writes are the deputy's own (injected), so that the kernel applies job
+  // control to them: a background job reading it is stopped by SIGTTIN,
+  // one writing it under TOSTOP by SIGTTOU. Done here, by this agent that
+  // has no controlling terminal, they would take the foreground job's
+  // input.
+  bool controlling_tty(int fd) const {
+    termios t;
+    struct stat st;
+    if (::ioctl(fd, TCGETS, &t) != 0 || ::fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) return false;
+    try {
+      std::vector<std::string> f = image::proc::stat_fields(image::proc::read_file(pid_, "stat"));
+      if (f.size() <= 7) return true;  // unknown: the deputy's way is always right
+      uint64_t tty_nr = image::proc::parse_u64(f[7], 10, "tty_nr");
+      // The kernel's new_encode_dev() of the device number.
+      uint64_t maj = major(st.st_rdev), min = minor(st.st_rdev);
+      return tty_nr == ((min & 0xff) | (maj << 8) | ((min & ~uint64_t{0xff}) << 12));
+    } catch (const std::exception&) {
+      return true;
+    }
   }
 
   // A blocking write to a pipe, socket or terminal can wait without end;

@@ -483,6 +483,51 @@ job_control_cleanup() {
   cluster_down
 }
 
+atf_test_case background_tty_read cleanup
+background_tty_read_head() {
+  atf_set descr "a moved job put in the background (bg) that reads its terminal is stopped by job control (SIGTTIN) and takes none of the shell's input; fg gives it the terminal back"
+  atf_set require.user root
+  atf_set require.progs tmux bash
+  atf_set timeout 120
+}
+background_tty_read_body() {
+  roam_init
+  cluster_up 2
+  sess="roam-bg-$$"
+  echo "$sess" >session
+  tmux new-session -d -s "$sess" -x 150 -y 30 "mosctl cluster exec node1 -- bash --norc --noprofile -i; sleep 30"
+  sleep 0.5
+  tmux send-keys -t "$sess" "mosrun $(wl interactive) > $PWD/bg.out" Enter
+  wait_line bg.out '^READY'
+  pid=$(awk '/^READY/ {print $2}' bg.out)
+  migrate_ok 1 "$pid" 2
+  tmux send-keys -t "$sess" "first" Enter
+  wait_line bg.out 'echo: first'
+  pane() { tmux capture-pane -p -t "$sess"; }
+  tmux send-keys -t "$sess" C-z
+  retry 100 0.1 sh -c "tmux capture-pane -p -t $sess | grep -q Stopped" || { pane; atf_fail "the job did not stop on ^Z"; }
+  # In the background it reads its terminal again: Linux stops it (SIGTTIN).
+  tmux send-keys -t "$sess" "bg" Enter
+  sleep 1
+  tmux send-keys -t "$sess" 'echo shell-has-it-$((6*7))' Enter
+  retry 100 0.1 sh -c "tmux capture-pane -p -t $sess | grep -q '^shell-has-it-42'" ||
+    { pane; cat bg.out; atf_fail "the shell's input went to the background job"; }
+  grep -q 'shell-has-it' bg.out && atf_fail "the background job read the shell's input"
+  tmux send-keys -t "$sess" "jobs" Enter
+  retry 100 0.1 sh -c "tmux capture-pane -p -t $sess | grep -q 'Stopped.*interactive'" ||
+    { pane; atf_fail "the background job reading its terminal was not stopped"; }
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "the job is no longer at node 2"
+  tmux send-keys -t "$sess" "fg" Enter
+  tmux send-keys -t "$sess" "after fg" Enter
+  wait_line bg.out 'echo: after fg'
+  tmux send-keys -t "$sess" "quit" Enter
+  wait_line bg.out 'bye'
+}
+background_tty_read_cleanup() {
+  [ -f session ] && tmux kill-session -t "$(cat session)" 2>/dev/null
+  cluster_down
+}
+
 atf_test_case fork_exec_goes_home cleanup
 fork_exec_goes_home_head() {
   atf_set descr "a program that forks and execs while away goes home to do it and runs on correctly"
@@ -891,6 +936,7 @@ atf_init_test_cases() {
   atf_add_test_case fsize_limit
   atf_add_test_case terminal
   atf_add_test_case job_control
+  atf_add_test_case background_tty_read
   atf_add_test_case fork_exec_goes_home
   atf_add_test_case scripts
   atf_add_test_case clocks
