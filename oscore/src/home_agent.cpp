@@ -735,6 +735,7 @@ class HomeAgent::Impl {
     termios t;
     struct stat st;
     if (::ioctl(fd, TCGETS, &t) != 0 || ::fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) return false;
+    if (st.st_rdev == makedev(5, 0)) return true;  // /dev/tty: the controlling terminal, by definition
     try {
       std::vector<std::string> f = image::proc::stat_fields(image::proc::read_file(pid_, "stat"));
       if (f.size() <= 7) return true;  // unknown: the deputy's way is always right
