@@ -445,6 +445,14 @@ terminal_cleanup() {
   cluster_down
 }
 
+# node1_shell SESSION: an interactive bash on node 1 in a tmux session (its
+# terminal), named in ./session for the cleanup.
+node1_shell() {
+  echo "$1" >session
+  tmux new-session -d -s "$1" -x 150 -y 30 "mosctl cluster exec node1 -- bash --norc --noprofile -i; sleep 30"
+  sleep 0.5
+}
+
 atf_test_case job_control cleanup
 job_control_head() {
   atf_set descr "^Z at the terminal stops a moved job (the shell sees it stop), fg continues it away, and it keeps talking"
@@ -456,9 +464,7 @@ job_control_body() {
   roam_init
   cluster_up 2
   sess="roam-jc-$$"
-  echo "$sess" >session
-  tmux new-session -d -s "$sess" -x 150 -y 30 "mosctl cluster exec node1 -- bash --norc --noprofile -i; sleep 30"
-  sleep 0.5
+  node1_shell "$sess"
   tmux send-keys -t "$sess" "mosrun $(wl interactive) | tee $PWD/jc.out" Enter
   wait_line jc.out '^READY'
   pid=$(awk '/^READY/ {print $2}' jc.out)
@@ -494,9 +500,7 @@ background_tty_read_body() {
   roam_init
   cluster_up 2
   sess="roam-bg-$$"
-  echo "$sess" >session
-  tmux new-session -d -s "$sess" -x 150 -y 30 "mosctl cluster exec node1 -- bash --norc --noprofile -i; sleep 30"
-  sleep 0.5
+  node1_shell "$sess"
   tmux send-keys -t "$sess" "mosrun $(wl interactive) > $PWD/bg.out" Enter
   wait_line bg.out '^READY'
   pid=$(awk '/^READY/ {print $2}' bg.out)

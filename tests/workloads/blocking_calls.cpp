@@ -57,11 +57,6 @@ void on_usr2(int) {
   (void)ignored;
 }
 
-void say(const char* line) {
-  std::printf("%s\n", line);
-  std::fflush(stdout);
-}
-
 [[noreturn]] __attribute__((format(printf, 1, 2))) void failf(const char* fmt, ...) {
   char why[256];
   va_list ap;
@@ -84,16 +79,14 @@ void expect_eintr(long rc, int err, const char* call, int handler_runs) {
   handled(handler_runs, call);
   char line[64];
   std::snprintf(line, sizeof line, "%s EINTR", call);
-  say(line);
+  roam::workload::say_line(line);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace roam::workload;
-  if (argc != 2 || (std::strcmp(argv[1], "restart") != 0 && std::strcmp(argv[1], "norestart") != 0))
-    fail("usage: blocking_calls restart|norestart");
-  bool restart = std::strcmp(argv[1], "restart") == 0;
+  bool restart = restart_argument(argc, argv, "blocking_calls");
 
   int quiet[2];
   if (::pipe(quiet) != 0) fail("pipe");
@@ -123,12 +116,12 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   while (!go()) ::pause();
 
-  say("POLL");
+  say_line("POLL");
   pollfd p{quiet[0], POLLIN, 0};
   int rc = ::poll(&p, 1, -1);
   expect_eintr(rc, errno, "poll", 1);
 
-  say("ACCEPT");
+  say_line("ACCEPT");
   int conn = ::accept(lsock, nullptr, nullptr);
   if (!restart) {
     expect_eintr(conn, errno, "accept", 2);
@@ -145,9 +138,9 @@ int main(int argc, char** argv) {
   }
   if (std::strcmp(hi, "hi") != 0) failf("the accepted connection sent \"%s\", not \"hi\"", hi);
   ::close(conn);
-  say(restart ? "accept restarted" : "accept done");
+  say_line(restart ? "accept restarted" : "accept done");
 
-  say("WAIT");
+  say_line("WAIT");
   int status = 0;
   rusage ru{};
   pid_t w = ::wait4(child, &status, 0, &ru);
@@ -158,6 +151,6 @@ int main(int argc, char** argv) {
   if (w != child) failf("wait4 returned %d: %s", static_cast<int>(w), w < 0 ? std::strerror(errno) : "not the child");
   handled(3, "wait4");
   if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGTERM) fail("the child did not die of SIGTERM");
-  say(restart ? "wait4 restarted" : "wait4 done");
+  say_line(restart ? "wait4 restarted" : "wait4 done");
   pass();
 }

@@ -54,9 +54,7 @@ void check_hello(const std::string& data) {
 
 int main(int argc, char** argv) {
   using namespace roam::workload;
-  if (argc != 2 || (std::strcmp(argv[1], "restart") != 0 && std::strcmp(argv[1], "norestart") != 0))
-    fail("usage: blocking_read restart|norestart");
-  bool restart = std::strcmp(argv[1], "restart") == 0;
+  bool restart = restart_argument(argc, argv, "blocking_read");
   struct sigaction sa {};
   sa.sa_handler = on_usr2;
   sa.sa_flags = restart ? SA_RESTART : 0;

@@ -51,18 +51,11 @@ void on_usr2(int) {
 
 void on_drain(int) { g_drain = 1; }
 
-void say(const char* line) {
-  std::printf("%s\n", line);
-  std::fflush(stdout);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace roam::workload;
-  if (argc != 2 || (std::strcmp(argv[1], "restart") != 0 && std::strcmp(argv[1], "norestart") != 0))
-    fail("usage: blocking_write restart|norestart");
-  bool restart = std::strcmp(argv[1], "restart") == 0;
+  bool restart = restart_argument(argc, argv, "blocking_write");
 
   int data[2], dead[2];
   if (::pipe(data) != 0 || ::pipe(dead) != 0) fail("pipe");
@@ -118,7 +111,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   std::vector<char> more(1 << 16, 'y');
-  say("WRITE");
+  say_line("WRITE");
   ssize_t n = ::write(data[1], more.data(), more.size());
   if (!restart) {
     if (n >= 0) {
@@ -128,7 +121,7 @@ int main(int argc, char** argv) {
     }
     if (errno != EINTR) fail("the blocked write failed, but not with EINTR");
     if (g_usr2 != 1) fail("write returned EINTR without the handler having run");
-    say("write EINTR");
+    say_line("write EINTR");
     n = ::write(data[1], more.data(), more.size());
   }
   if (n != static_cast<ssize_t>(more.size())) {
@@ -144,7 +137,7 @@ int main(int argc, char** argv) {
   if (::waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
     fail("the reading child did not end well");
 
-  say("SIGPIPE");
+  say_line("SIGPIPE");
   ssize_t w = ::write(dead[1], "z", 1);
   char why[96];
   std::snprintf(why, sizeof why, "write to a closed pipe returned %zd (%s)", w, w < 0 ? std::strerror(errno) : "");

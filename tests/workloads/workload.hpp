@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace roam::workload {
 
@@ -40,6 +41,22 @@ inline bool go() { return g_go != 0; }
 
 [[noreturn]] inline void fail(const char* why) {
   std::printf("FAIL: %s\n", why);
+  std::fflush(stdout);
+  std::exit(1);
+}
+
+// One line on stdout, flushed at once (the test waits for it).
+inline void say_line(const char* line) {
+  std::printf("%s\n", line);
+  std::fflush(stdout);
+}
+
+// The one argument of the workloads whose handlers run with SA_RESTART or
+// without: "restart" (true) or "norestart" (false); anything else fails.
+inline bool restart_argument(int argc, char** argv, const char* name) {
+  if (argc == 2 && std::strcmp(argv[1], "restart") == 0) return true;
+  if (argc == 2 && std::strcmp(argv[1], "norestart") == 0) return false;
+  std::printf("FAIL: usage: %s restart|norestart\n", name);
   std::fflush(stdout);
   std::exit(1);
 }
