@@ -134,7 +134,7 @@ class BodyServer {
       return std::move(out_);
     }
     try {
-      auto go = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(120000)));
+      auto go = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(msg::kPrepareWaitMs)));
       if (msg::peek_type(go) != msg::Type::mig_go) throw LinkLost{"home did not commit the move"};
       before_ = msg::decode<msg::MigGo>(go).before;
       ::sched_setaffinity(body_, sizeof node_cpus_, &node_cpus_);
@@ -424,8 +424,14 @@ class BodyServer {
 
   void check_link() {
     auto now = Clock::now();
-    if (now - ch_.last_heard() > link_timeout_)
-      throw LinkLost{fmt::format("no word from home for {} ms", link_timeout_.count())};
+    // Home says nothing while it lays the deputy out for the coming home
+    // (faulting in a big process's memory takes seconds): it gets the bound
+    // a remote gets to prepare for a move out.
+    bool preparing = going_ && !going_->prepared;
+    auto limit = preparing ? std::max(link_timeout_, std::chrono::milliseconds(msg::kPrepareWaitMs)) : link_timeout_;
+    if (now - ch_.last_heard() > limit)
+      throw LinkLost{fmt::format("no word from home for {} ms{}", limit.count(),
+                                 preparing ? " (while it prepared for the coming home)" : "")};
     // Once a second, whatever else went: how much the body runs (home's
     // policies read it); also the keepalive.
     if (now - last_stats_ >= std::chrono::seconds(1) || now - last_sent_ > link_timeout_ / 4) {
@@ -850,7 +856,7 @@ class BodyServer {
     msg::HomeDone done;
     msg::BodyGone gone;
     for (;;) {
-      auto body = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(120000)));
+      auto body = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(msg::kPrepareWaitMs)));
       auto t2 = msg::peek_type(body);
       if (t2 == msg::Type::home_done) {
         done = msg::decode<msg::HomeDone>(body);

@@ -49,6 +49,10 @@ inline constexpr uint64_t kFeatBulkGmac = 1ull << 4;  // that tag is AES-256-GMA
 inline constexpr size_t kMigMaxFrame = 8u << 20;    // a migration frame, sealed
 inline constexpr size_t kMigChunkBytes = 4u << 20;  // image bytes per MigChunk
 inline constexpr uint32_t kMaxFwdRegions = 1024;
+// The longest one side of a move waits, link timeout or not, while the
+// other lays a process out or restores it (faulting in a big process's
+// memory takes seconds).
+inline constexpr int64_t kPrepareWaitMs = 120000;
 inline constexpr uint64_t kMaxFwdBytes = 64ull << 20;  // all regions of one call together
 
 // tool -> mosd, and tool -> the process's home agent.
