@@ -41,15 +41,11 @@ std::vector<std::byte> SecureStream::open(std::span<const std::byte> ciphertext)
   return out;
 }
 
-namespace {
-
 // Poly1305 with a one-time key from ChaCha20 (ChaCha20-Poly1305's key
 // derivation), over the pieces and then their total length. The MAC itself
 // is OpenSSL's: its Poly1305 has AVX2 and AVX-512 (IFMA) code and ran at
 // 12.7 GB/s here, libsodium's at 3.7 GB/s; the tags are the same bytes
 // (secure_channel_test checks it against libsodium).
-}  // namespace
-
 std::array<std::byte, SecureStream::kTagBytes> detail::poly1305_bulk_tag(
     const std::array<unsigned char, 32>& key, uint64_t n, std::initializer_list<std::span<const std::byte>> pieces) {
   struct Ctx {
@@ -123,7 +119,8 @@ std::array<std::byte, SecureStream::kTagBytes> gmac_tag(const std::array<unsigne
 
 bool SecureStream::gmac_faster_here() {
   static const bool faster = [] {
-    // Each is timed on 64 KiB frames after a warm-up; best of three rounds.
+    // Each is timed on 8 frames of 64 KiB, four rounds, the first a warm-up:
+    // the best of the other three counts.
     std::vector<std::byte> data(64 << 10, std::byte{0x5a});
     std::array<unsigned char, 32> key{};
     auto best = [&](auto fn) {
