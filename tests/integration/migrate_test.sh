@@ -919,6 +919,14 @@ SH
     on_node 1 migrate "$pid" 2 >$prog.migrate 2>&1 || { cat $prog.migrate; atf_fail "$prog could not be moved"; }
     cat $prog.migrate
     grep -q "moved to node 2" $prog.migrate || atf_fail "$prog was not moved"
+    if [ $prog = sha ]; then
+      # Fed for ~3 s, it is brought home while it reads: home lays it out
+      # while its reads go on, into the memory home prepared.
+      sleep 0.5
+      on_node 1 migrate "$pid" home >$prog.home 2>&1 || { cat $prog.home; atf_fail "$prog could not come home"; }
+      cat $prog.home
+      grep -q "came home (laid out at home" $prog.home || atf_fail "$prog came home without a prepare phase"
+    fi
     retry 1200 0.05 test -e $prog.done || atf_fail "$prog did not end"
     [ "$(cat $prog.moved)" = "$(cat $prog.native)" ] || atf_fail "$prog output differs after the move"
   done
