@@ -359,7 +359,7 @@ class HomeAgent::Impl {
           r.value = fd;
           return r;
         }
-        if (controlling_tty(fd)) break;  // the deputy reads it: job control (SIGTTIN) applies
+        if (kind_of(fd) == FileKind::terminal) break;  // the deputy reads it: job control (SIGTTIN) applies
         if (c.nr == SYS_read && (::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0) {
           Wait w = wait_ready(fd, POLLIN, c.seq);
           if (w != Wait::ready) {
@@ -392,14 +392,19 @@ class HomeAgent::Impl {
         for (const auto& g : c.regions)
           if (g.addr == a[1]) data = g.data;
         if (data.size() != a[2] && a[2] != 0) break;  // not the shape we know: generic path
-        if (controlling_tty(fd)) break;  // the deputy writes it: job control (TOSTOP's SIGTTOU) applies
-        if (c.nr == SYS_write && may_block(fd)) {
+        FileKind kind = kind_of(fd);
+        if (kind == FileKind::terminal) break;  // the deputy writes it: job control (TOSTOP's SIGTTOU) applies
+        // A blocking write to a pipe or socket can wait without end; one to
+        // a file or block device waits for the disk only.
+        if (c.nr == SYS_write && kind == FileKind::other && (::fcntl(fd, F_GETFL) & O_NONBLOCK) == 0) {
           if (std::optional<msg::FwdResult> done = write_interruptibly(fd, data, c.seq)) return *done;
           break;  // this file cannot say it would block: the deputy writes it (interruptible)
         }
         // A file size limit is the process's: the deputy's kernel applies
         // it (EFBIG, SIGXFSZ), not this agent's.
-        if (rlimit lim; ::prlimit(pid_, RLIMIT_FSIZE, nullptr, &lim) != 0 || lim.rlim_cur != RLIM_INFINITY) break;
+        if (rlimit lim; kind == FileKind::disk &&
+                        (::prlimit(pid_, RLIMIT_FSIZE, nullptr, &lim) != 0 || lim.rlim_cur != RLIM_INFINITY))
+          break;
         ssize_t n = c.nr == SYS_write ? ::write(fd, data.data(), data.size())
                                       : ::pwrite(fd, data.data(), data.size(), static_cast<off_t>(a[3]));
         if (n < 0 && errno == EPIPE) break;  // nothing written: the deputy writes it, and gets its SIGPIPE
@@ -650,11 +655,13 @@ class HomeAgent::Impl {
       done.error = e.what();
       log_.push_back(fmt::format("preparing the deputy for the coming home failed ({}): restoring without", e.what()));
     }
-    done.prepare_us = static_cast<uint64_t>(us(Clock::now() - t0).count());
-    if (done.ok) out_.home_prepare = us(Clock::now() - t0);
-    if (done.ok)
+    auto took = us(Clock::now() - t0);
+    done.prepare_us = static_cast<uint64_t>(took.count());
+    if (done.ok) {
+      out_.home_prepare = took;
       log_.push_back(fmt::format("coming home ({}): {} MiB faulted in at home in {} ms before the freeze", hp.reason,
-                               done.populated_bytes >> 20, done.prepare_us / 1000));
+                                 done.populated_bytes >> 20, done.prepare_us / 1000));
+    }
     send(done);
   }
 
@@ -725,36 +732,35 @@ class HomeAgent::Impl {
     return cache_.emplace(fd, FileDesc(mine)).first->second.get();
   }
 
-  // Whether `fd` is the process's controlling terminal. Its reads and
-  // writes are the deputy's own (injected), so that the kernel applies job
-  // control to them: a background job reading it is stopped by SIGTTIN,
-  // one writing it under TOSTOP by SIGTTOU. Done here, by this agent that
-  // has no controlling terminal, they would take the foreground job's
-  // input.
-  bool controlling_tty(int fd) const {
-    termios t;
+  // What a deputy descriptor is, for the read/write fast path (one fstat):
+  //   disk: a regular file or block device, whose calls wait for the disk
+  //     only;
+  //   terminal: the process's controlling terminal (or /dev/tty). Its reads
+  //     and writes are the deputy's own (injected), so that the kernel
+  //     applies job control to them: a background job reading it is
+  //     stopped by SIGTTIN, one writing it under TOSTOP by SIGTTOU. Done
+  //     here, by this agent that has no controlling terminal, they would
+  //     take the foreground job's input;
+  //   other: pipes, sockets, other devices, which may block without end.
+  enum class FileKind { disk, terminal, other };
+  FileKind kind_of(int fd) const {
     struct stat st;
-    if (::ioctl(fd, TCGETS, &t) != 0 || ::fstat(fd, &st) != 0 || !S_ISCHR(st.st_mode)) return false;
-    if (st.st_rdev == makedev(5, 0)) return true;  // /dev/tty: the controlling terminal, by definition
+    if (::fstat(fd, &st) != 0) return FileKind::other;
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) return FileKind::disk;
+    termios t;
+    if (!S_ISCHR(st.st_mode) || ::ioctl(fd, TCGETS, &t) != 0) return FileKind::other;
+    if (st.st_rdev == makedev(5, 0)) return FileKind::terminal;  // /dev/tty: the controlling terminal, by definition
     try {
       std::vector<std::string> f = image::proc::stat_fields(image::proc::read_file(pid_, "stat"));
-      if (f.size() <= 7) return true;  // unknown: the deputy's way is always right
+      if (f.size() <= 7) return FileKind::terminal;  // unknown: the deputy's way is always right
       uint64_t tty_nr = image::proc::parse_u64(f[7], 10, "tty_nr");
       // The kernel's new_encode_dev() of the device number.
       uint64_t maj = major(st.st_rdev), min = minor(st.st_rdev);
-      return tty_nr == ((min & 0xff) | (maj << 8) | ((min & ~uint64_t{0xff}) << 12));
+      return tty_nr == ((min & 0xff) | (maj << 8) | ((min & ~uint64_t{0xff}) << 12)) ? FileKind::terminal
+                                                                                       : FileKind::other;
     } catch (const std::exception&) {
-      return true;
+      return FileKind::terminal;
     }
-  }
-
-  // A blocking write to a pipe, socket or terminal can wait without end;
-  // one to a regular file or block device waits for the disk only.
-  static bool may_block(int fd) {
-    int fl = ::fcntl(fd, F_GETFL);
-    if (fl < 0 || (fl & O_NONBLOCK)) return false;
-    struct stat st;
-    return ::fstat(fd, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode);
   }
 
   // The write fast path for a file that may block: written here in pieces

@@ -56,9 +56,9 @@ inline void say_line(const char* line) {
 inline bool restart_argument(int argc, char** argv, const char* name) {
   if (argc == 2 && std::strcmp(argv[1], "restart") == 0) return true;
   if (argc == 2 && std::strcmp(argv[1], "norestart") == 0) return false;
-  std::printf("FAIL: usage: %s restart|norestart\n", name);
-  std::fflush(stdout);
-  std::exit(1);
+  char usage[128];
+  std::snprintf(usage, sizeof usage, "usage: %s restart|norestart", name);
+  fail(usage);
 }
 
 }  // namespace roam::workload
