@@ -106,11 +106,7 @@ int main(int argc, char** argv) {
     for (;;) ::pause();
   }
 
-  struct sigaction sa {};
-  sa.sa_handler = on_usr2;
-  sa.sa_flags = restart ? SA_RESTART : 0;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGUSR2, &sa, nullptr) != 0) fail("sigaction");
+  handle(SIGUSR2, on_usr2, restart);
   ready();
   std::printf("PORT %d\nCHILD %d\n", ntohs(addr.sin_port), static_cast<int>(child));
   std::fflush(stdout);

@@ -55,11 +55,7 @@ void check_hello(const std::string& data) {
 int main(int argc, char** argv) {
   using namespace roam::workload;
   bool restart = restart_argument(argc, argv, "blocking_read");
-  struct sigaction sa {};
-  sa.sa_handler = on_usr2;
-  sa.sa_flags = restart ? SA_RESTART : 0;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGUSR2, &sa, nullptr) != 0) fail("sigaction");
+  handle(SIGUSR2, on_usr2, restart);
   std::printf("READY %d\n", static_cast<int>(getpid()));
   std::fflush(stdout);
 

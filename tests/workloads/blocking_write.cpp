@@ -85,11 +85,7 @@ int main(int argc, char** argv) {
   }
   ::close(data[0]);
 
-  struct sigaction sa {};
-  sa.sa_handler = on_usr2;
-  sa.sa_flags = restart ? SA_RESTART : 0;
-  sigemptyset(&sa.sa_mask);
-  if (sigaction(SIGUSR2, &sa, nullptr) != 0) fail("sigaction");
+  handle(SIGUSR2, on_usr2, restart);
   ready();
   std::printf("CHILD %d\n", static_cast<int>(child));
   std::fflush(stdout);

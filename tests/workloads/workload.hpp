@@ -61,4 +61,13 @@ inline bool restart_argument(int argc, char** argv, const char* name) {
   fail(usage);
 }
 
+// Installs `handler` for `sig`, with SA_RESTART or without.
+inline void handle(int sig, void (*handler)(int), bool restart) {
+  struct sigaction sa {};
+  sa.sa_handler = handler;
+  sa.sa_flags = restart ? SA_RESTART : 0;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(sig, &sa, nullptr) != 0) fail("sigaction");
+}
+
 }  // namespace roam::workload
