@@ -10,7 +10,9 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <linux/close_range.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -21,7 +23,10 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 #include <sstream>
 
 #include "roam/body_filter.hpp"
@@ -247,9 +252,12 @@ class BodyServer {
     try {
       restore::RestoreTimes rt;
       restore::restore_into(*stub_, img, rx.pages(), prepared, &rt);
-      if (o_.drop_privileges) drop_privileges();
-      install_filter();
-      body_pidfd_ = pidfd_of(body_);
+      {
+        // One scope, a stop per call: these run while the process is frozen.
+        RemoteSyscalls rs(*stub_, ptrace::SyscallSite::vdso, ptrace::StepMode::single_step);
+        if (o_.drop_privileges) drop_privileges(rs);
+        install_filter(rs);
+      }
     } catch (const restore::RestoreError& e) {
       drain_quietly(rx);
       throw Refuse{fmt::format("cannot restore here: {}", e.what())};
@@ -336,8 +344,7 @@ class BodyServer {
     reap_init();
   }
 
-  void drop_privileges() {
-    RemoteSyscalls rs(*stub_, ptrace::SyscallSite::vdso);
+  void drop_privileges(RemoteSyscalls& rs) {
     rs.checked_syscall("setgroups in the body", SYS_setgroups, 0, 0);
     rs.checked_syscall("setresgid in the body", SYS_setresgid, kNobody, kNobody, kNobody);
     rs.checked_syscall("setresuid in the body", SYS_setresuid, kNobody, kNobody, kNobody);
@@ -348,10 +355,9 @@ class BodyServer {
 
   // prctl(PR_SET_NO_NEW_PRIVS) and seccomp(NEW_LISTENER) injected into the
   // stopped body; calls from the vDSO (our injection site) stay allowed.
-  void install_filter() {
+  void install_filter(RemoteSyscalls& rs) {
     Range vdso = vdso_of(body_);
     std::vector<sock_filter> prog = build_body_filter({.trampoline_begin = vdso.begin, .trampoline_end = vdso.end});
-    RemoteSyscalls rs(*stub_, ptrace::SyscallSite::vdso);
     rs.checked_syscall("prctl(PR_SET_NO_NEW_PRIVS) in the body", SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     ScratchMem code(rs, std::as_bytes(std::span(prog)));
     RemoteFprog fprog{static_cast<unsigned short>(prog.size()), code.get().addr()};
@@ -360,8 +366,8 @@ class BodyServer {
                          SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, fp.get());
     if (fd == -EINVAL) fd = rs.syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, fp.get());
     if (fd < 0) throw SysError("seccomp(SECCOMP_SET_MODE_FILTER) in the body", static_cast<int>(-fd));
-    FileDesc pidfd = pidfd_of(body_);
-    listener_ = FileDesc(check_sys(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)),
+    body_pidfd_ = pidfd_of(body_);
+    listener_ = FileDesc(check_sys(static_cast<int>(::syscall(SYS_pidfd_getfd, body_pidfd_.get(), fd, 0)),
                                    "pidfd_getfd the body's listener"));
     rs.checked_syscall("close(listener) in the body", SYS_close, fd);
     out_.body_fds_after_setup = list_fds(body_);
@@ -529,6 +535,7 @@ class BodyServer {
     uint64_t seq = 0;
     uint64_t id = 0;  // the notification
     int nr = 0;
+    std::array<uint64_t, 6> args{};
   };
 
   void on_notification() {
@@ -688,7 +695,9 @@ class BodyServer {
         // and a signal for the home pid is relayed here.
         return answer_continue(id);
       case SYS_mmap:
-        return go_home("mmap of a file", id);
+        // Home says which file it is (map_here), or the process goes there.
+        if ((offer_.flags & msg::kOfferDescribesFiles) == 0) return go_home("mmap of a file", id);
+        return send_call(id, nr, args, {});
       case SYS_kill:
       case SYS_tkill:
       case SYS_rt_sigqueueinfo:
@@ -731,7 +740,7 @@ class BodyServer {
       }
       call.regions.push_back(std::move(g));
     }
-    outstanding_ = Outstanding{call.seq, id, nr};
+    outstanding_ = Outstanding{call.seq, id, nr, call.args};
     cancel_sent_ = false;
     cancel_for_handler_ = false;
     result_.reset();
@@ -783,6 +792,15 @@ class BodyServer {
       return go_home(home_reason_.empty() ? "asked home" : home_reason_, o.id);
     }
     switch (o.nr) {
+      case SYS_mmap:
+        return map_here(o, r);
+      case SYS_close:
+      case SYS_close_range:
+        // Closed at home: a copy of the file this node placed in the body
+        // for a mmap (map_here) under that number is closed too. The body
+        // owns no other descriptor, so its own call does exactly that.
+        if (r.value == 0 && drop_placed(o)) return answer_continue(o.id);
+        break;
       case SYS_setuid: case SYS_setgid: case SYS_setreuid: case SYS_setregid: case SYS_setresuid:
       case SYS_setresgid: case SYS_setfsuid: case SYS_setfsgid: case SYS_setgroups: case SYS_capset:
         ids_changed_ = true;
@@ -791,6 +809,68 @@ class BodyServer {
         break;
     }
     answer_value(o.id, r.value);
+  }
+
+  // A private file mmap. Home answered with the error its kernel would give
+  // or with the file the descriptor opens there (path and identity). When
+  // this node has the same file, it is placed in the body under the
+  // descriptor's number and the body's own call goes on (CONTINUE): the
+  // mapping is this node's copy, as a move maps clean file pages, and
+  // dlopen() stays away from home. Otherwise the process goes home.
+  void map_here(const Outstanding& o, const msg::FwdResult& r) {
+    if (r.value < 0) return answer_value(o.id, r.value);
+    if (!r.file) return go_home("mmap of a file", o.id);
+    const std::string& path = r.file->path;
+    FileDesc local(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (!local || !same_file_here(local, r.file->identity))
+      return go_home(fmt::format("mmap of {}, which this node does not have", path), o.id);
+    seccomp_notif_addfd add{};
+    add.id = o.id;
+    add.flags = SECCOMP_ADDFD_FLAG_SETFD;
+    add.srcfd = static_cast<uint32_t>(local.get());
+    add.newfd = static_cast<uint32_t>(o.args[4]);
+    add.newfd_flags = O_CLOEXEC;
+    if (::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_ADDFD, &add) < 0) {
+      if (errno == ENOENT) return;  // the body is gone
+      return go_home(fmt::format("mmap of {}: the body cannot take this node's copy ({})", path, std::strerror(errno)), o.id);
+    }
+    placed_.insert(static_cast<int>(o.args[4]));
+    if (served_paths_.insert(path).second) out_.log.push_back(fmt::format("mmap of {} served here: this node has the same file", path));
+    answer_continue(o.id);
+  }
+
+  bool same_file_here(const FileDesc& fd, const image::FileIdentity& want) {
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
+    FileKey key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
+    auto known = identities_.find(key);
+    if (known == identities_.end()) {
+      try {
+        FileDesc dup(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+        known = identities_.emplace(key, image::identify(dup, "a file mapped here")).first;
+      } catch (const SysError&) {
+        return false;
+      }
+    }
+    return image::same_file(want, known->second);
+  }
+
+  // After close(fd) or close_range() succeeded at home: whether the body
+  // holds a placed copy in that range (forgotten here; the caller lets the
+  // body's own call close it).
+  bool drop_placed(const Outstanding& o) {
+    uint64_t first = o.args[0], last = o.nr == SYS_close ? o.args[0] : o.args[1];
+    if (o.nr == SYS_close_range && (o.args[2] & CLOSE_RANGE_CLOEXEC)) return false;
+    bool any = false;
+    for (auto it = placed_.begin(); it != placed_.end();) {
+      if (static_cast<uint64_t>(*it) >= first && static_cast<uint64_t>(*it) <= last) {
+        it = placed_.erase(it);
+        any = true;
+      } else {
+        ++it;
+      }
+    }
+    return any;
   }
 
   bool read_body(uint64_t addr, void* out, std::size_t n) {
@@ -947,6 +1027,10 @@ class BodyServer {
   bool body_reaped_ = false;
   FileDesc listener_, body_pidfd_, relay_;
   std::optional<Outstanding> outstanding_;
+  std::set<int> placed_;  // descriptors holding this node's copy of a file mapped here (map_here)
+  std::set<std::string> served_paths_;
+  using FileKey = std::tuple<dev_t, ino_t, off_t, int64_t>;  // device, inode, size, mtime
+  std::map<FileKey, image::FileIdentity> identities_;
   std::optional<msg::FwdResult> result_;
   bool cancel_sent_ = false;
   bool cancel_for_handler_ = false;  // a signal with a handler came while the call waited

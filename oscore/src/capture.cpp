@@ -43,11 +43,10 @@ void fill_injected(ptrace::Tracee& tracee, ProcessImage& image) {
   }
 
   ptrace::RemoteSyscalls rs(tracee, ptrace::SyscallSite::any, ptrace::StepMode::single_step);
+  static_assert(kSignals == 64);
   std::array<SigAction, kSignals> actions{};
-  for (int sig = 1; sig <= static_cast<int>(kSignals); ++sig) {
-    ptrace::KernelSigaction ka = ptrace::sigaction_of(rs, sig);
-    actions[static_cast<size_t>(sig - 1)] = SigAction{ka.handler, ka.flags, ka.restorer, ka.mask};
-  }
+  std::array<ptrace::KernelSigaction, 64> all = ptrace::all_sigactions(rs);
+  for (size_t i = 0; i < kSignals; ++i) actions[i] = SigAction{all[i].handler, all[i].flags, all[i].restorer, all[i].mask};
   image.sigactions = actions;
   image.mm.brk = ptrace::current_brk(rs).addr();
   image.clear_child_tid = ptrace::tid_address(rs).addr();
@@ -141,10 +140,18 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options) {
   pid_t pid = tracee.tid();
   Frozen f{std::move(tracee), {}, {}, {}};
   f.frozen_at = std::chrono::steady_clock::now();
-  Migratability m = migratable(pid, static_cast<pid_t>(::gettid()));
-  if (!m) throw UserError(fmt::format("process {} cannot migrate: {}", pid, m.reason));
   auto mark = Clock::now();
-  f.image = capture_from_proc(pid, options);
+  std::vector<Vma> vmas;
+  Migratability m;
+  try {
+    vmas = read_maps(pid);
+    m = migratable(pid, static_cast<pid_t>(::gettid()), vmas);
+  } catch (const SysError&) {
+    m = migratable(pid, static_cast<pid_t>(::gettid()));  // the reason, for a process that went
+    if (m) throw;
+  }
+  if (!m) throw UserError(fmt::format("process {} cannot migrate: {}", pid, m.reason));
+  f.image = capture_from_proc(pid, options, std::move(vmas));
   f.times.proc = since(mark);
   fill_injected(f.tracee, f.image);
   f.times.injected = since(mark);

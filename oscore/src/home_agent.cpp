@@ -7,7 +7,10 @@
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
@@ -19,9 +22,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <optional>
+#include <tuple>
 #include <unordered_map>
 
 #include "roam/capture.hpp"
@@ -99,7 +105,7 @@ class HomeAgent::Impl {
       offer.cpu = cw.take();
       offer.image_bytes = image::content_bytes(plan);
       offer.link_timeout_ms = static_cast<uint32_t>(o_.link_timeout.count());
-      offer.flags = msg::kOfferHomePrepares;
+      offer.flags = msg::kOfferHomePrepares | msg::kOfferDescribesFiles;
       offer.monotonic_ns = clock_ns(CLOCK_MONOTONIC);
       offer.boottime_ns = clock_ns(CLOCK_BOOTTIME);
       ch.send_msg(offer);
@@ -352,6 +358,9 @@ class HomeAgent::Impl {
     r.seq = c.seq;
     const auto& a = c.args;
     switch (c.nr) {
+      case SYS_mmap:
+        describe_mapped_file(c, r);
+        return r;
       case SYS_read:
       case SYS_pread64: {
         int fd = deputy_fd(a[0]);
@@ -722,6 +731,59 @@ class HomeAgent::Impl {
     deputy_->set_signal_mask(~uint64_t{0});
   }
 
+  // A private file mmap the body's node serves itself (kOfferDescribesFiles):
+  // the errors the deputy's kernel would give (EBADF, EACCES, EPERM), else
+  // the file's path and identity, for that node to map its own copy when it
+  // is the same file. Anything else than a regular file with content (a
+  // device, /proc, a deleted file) is left to home: the process comes home.
+  void describe_mapped_file(const msg::FwdCall& c, msg::FwdResult& r) {
+    int fd = deputy_fd(c.args[4]);
+    int flags = fd < 0 ? -1 : ::fcntl(fd, F_GETFL);
+    if (flags < 0 || (flags & O_PATH)) {
+      r.value = -EBADF;
+      return;
+    }
+    if ((flags & O_ACCMODE) == O_WRONLY) {
+      r.value = -EACCES;
+      return;
+    }
+    struct stat st {};
+    struct statfs fs {};
+    if (::fstat(fd, &st) != 0 || ::fstatfs(fd, &fs) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0 ||
+        fs.f_type == PROC_SUPER_MAGIC || fs.f_type == SYSFS_MAGIC) {
+      r.unserved = "mmap of a file that is not a regular file with content";
+      return;
+    }
+    if ((c.args[2] & PROT_EXEC) && (fs.f_flags & ST_NOEXEC)) {
+      r.value = -EPERM;
+      return;
+    }
+    std::string path(PATH_MAX, '\0');
+    ssize_t n = ::readlink(fmt::format("/proc/{}/fd/{}", pid_, static_cast<int>(c.args[4])).c_str(), path.data(), path.size());
+    if (n < 0) {
+      r.value = -EBADF;
+      return;
+    }
+    path.resize(static_cast<size_t>(n));
+    if (path.empty() || path[0] != '/' || path.ends_with(" (deleted)")) {
+      r.unserved = fmt::format("mmap of {}, which has no path", path);
+      return;
+    }
+    // libc and friends are mapped several times per dlopen: identified once.
+    FileKey key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
+    auto known = identities_.find(key);
+    if (known == identities_.end()) {
+      try {
+        FileDesc mine(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+        known = identities_.emplace(key, image::identify(mine, path)).first;
+      } catch (const SysError& e) {
+        r.unserved = fmt::format("mmap of {}, which home cannot read: {}", path, e.what());
+        return;
+      }
+    }
+    r.file = msg::MappedFile{path, known->second};
+  }
+
   int deputy_fd(uint64_t arg) {
     int fd = static_cast<int>(arg);
     if (fd < 0) return -EBADF;
@@ -1054,6 +1116,8 @@ class HomeAgent::Impl {
   Channel ch_;
   ptrace::Tracee* deputy_ = nullptr;
   std::unordered_map<int, FileDesc> cache_;  // deputy fd number -> our copy
+  using FileKey = std::tuple<dev_t, ino_t, off_t, int64_t>;  // device, inode, size, mtime
+  std::map<FileKey, image::FileIdentity> identities_;
   std::map<uint64_t, uint64_t> mirror_;      // mirrored page ranges in the deputy
   uint64_t mirrored_ = 0;
   uint64_t scratch_ = 0;  // a page of the deputy's for injected calls' arguments

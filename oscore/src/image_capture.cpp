@@ -180,6 +180,10 @@ std::optional<FileIdentity> identify_mapping(pid_t pid, const Vma& v) {
 }  // namespace
 
 ProcessImage capture_from_proc(pid_t pid, const CaptureOptions& options) {
+  return capture_from_proc(pid, options, read_maps(pid));
+}
+
+ProcessImage capture_from_proc(pid_t pid, const CaptureOptions& options, std::vector<Vma> vmas) {
   ProcessImage img;
   img.pid = pid;
   std::string status = proc::read_file(pid, "status");
@@ -202,7 +206,6 @@ ProcessImage capture_from_proc(pid_t pid, const CaptureOptions& options) {
   img.misc.no_new_privs = proc::status_number(status, "NoNewPrivs") != 0;
   if (auto thp = proc::status_field(status, "THP_enabled")) img.misc.thp_disabled = *thp == "0";
 
-  std::vector<Vma> vmas = read_maps(pid);
   std::map<std::pair<uint64_t, uint64_t>, std::optional<FileIdentity>> seen;  // (dev, inode): libc is mapped 5 times
   for (Vma& v : vmas) {
     ImageVma iv{std::move(v), std::nullopt};

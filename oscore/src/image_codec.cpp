@@ -41,6 +41,31 @@ std::vector<std::byte> read_blob(Reader& r, size_t max, const char* what) {
   return {b.begin(), b.end()};
 }
 
+}  // namespace
+
+void encode_identity(Writer& w, const FileIdentity& id) {
+  w.u64(id.size);
+  w.i64(id.mtime_ns);
+  w.u8(static_cast<uint8_t>(id.kind));
+  blob(w, std::as_bytes(std::span(id.digest)));
+}
+
+FileIdentity decode_identity(Reader& r) {
+  FileIdentity id;
+  id.size = r.u64();
+  id.mtime_ns = r.i64();
+  uint8_t kind = r.u8();
+  if (kind < static_cast<uint8_t>(DigestKind::elf_build_id) || kind > static_cast<uint8_t>(DigestKind::blake2b_sampled))
+    throw DecodeError(fmt::format("unknown file digest kind {}", kind));
+  id.kind = static_cast<DigestKind>(kind);
+  auto d = read_blob(r, kMaxDigest, "file digest");
+  id.digest.resize(d.size());
+  std::memcpy(id.digest.data(), d.data(), d.size());
+  return id;
+}
+
+namespace {
+
 // A list item that may grow fields later: u32 length + body.
 template <typename F>
 void item(Writer& w, F&& fill) {
@@ -69,12 +94,6 @@ void section(Writer& out, Tag tag, F&& fill) {
 
 // ---- sections: encode ----
 
-void put_identity(Writer& w, const FileIdentity& id) {
-  w.u64(id.size);
-  w.i64(id.mtime_ns);
-  w.u8(static_cast<uint8_t>(id.kind));
-  blob(w, std::as_bytes(std::span(id.digest)));
-}
 
 void put_vma(Writer& w, const ImageVma& iv) {
   const Vma& v = iv.vma;
@@ -90,7 +109,7 @@ void put_vma(Writer& w, const ImageVma& iv) {
   w.u8(static_cast<uint8_t>(v.kind));
   w.u64(v.flags);
   w.boolean(iv.file.has_value());
-  if (iv.file) put_identity(w, *iv.file);
+  if (iv.file) encode_identity(w, *iv.file);
 }
 
 void put_timer_value(Writer& w, const TimerValue& t) {
@@ -199,19 +218,6 @@ void put_state(Writer& out, const ProcessImage& img) {
 
 // ---- sections: decode ----
 
-FileIdentity get_identity(Reader& r) {
-  FileIdentity id;
-  id.size = r.u64();
-  id.mtime_ns = r.i64();
-  uint8_t kind = r.u8();
-  if (kind < static_cast<uint8_t>(DigestKind::elf_build_id) || kind > static_cast<uint8_t>(DigestKind::blake2b_sampled))
-    throw DecodeError(fmt::format("unknown file digest kind {}", kind));
-  id.kind = static_cast<DigestKind>(kind);
-  auto d = read_blob(r, kMaxDigest, "file digest");
-  id.digest.resize(d.size());
-  std::memcpy(id.digest.data(), d.data(), d.size());
-  return id;
-}
 
 ImageVma get_vma(Reader& r) {
   ImageVma iv;
@@ -230,7 +236,7 @@ ImageVma get_vma(Reader& r) {
     throw DecodeError(fmt::format("region {:#x}: unknown kind {}", v.start, kind));
   v.kind = static_cast<VmaKind>(kind);
   v.flags = r.u64();
-  if (r.boolean()) iv.file = get_identity(r);
+  if (r.boolean()) iv.file = decode_identity(r);
   if (v.end <= v.start || v.start % kPageSize || v.end % kPageSize || v.prot > 7)
     throw DecodeError(fmt::format("bad region {:#x}-{:#x} prot {}", v.start, v.end, v.prot));
   return iv;

@@ -136,6 +136,10 @@ bool matches(const FileIdentity& id, const std::string& path) {
   } catch (const SysError&) {
     return false;
   }
+  return same_file(id, here);
+}
+
+bool same_file(const FileIdentity& id, const FileIdentity& here) {
   if (here.kind != id.kind || here.size != id.size || here.digest != id.digest) return false;
   return id.kind == DigestKind::blake2b || here.mtime_ns == id.mtime_ns;
 }

@@ -49,7 +49,7 @@ std::optional<std::string> unmovable_region(const Vma& v) {
   return std::nullopt;
 }
 
-Migratability check(pid_t pid, pid_t own_tracer) {
+Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas) {
   std::vector<std::string> stat = proc::stat_fields(proc::read_file(pid, "stat"));
   if (stat.size() < 21) throw FormatError(fmt::format("short /proc/{}/stat", pid));
   const std::string& state = stat[3];
@@ -64,21 +64,29 @@ Migratability check(pid_t pid, pid_t own_tracer) {
   if (tracer != 0 && tracer != static_cast<uint64_t>(own_tracer))
     return refuse(fmt::format("is being traced by process {}", tracer));
 
-  for (const Vma& v : read_maps(pid))
+  std::vector<Vma> read;
+  if (!vmas) vmas = &(read = read_maps(pid));
+  for (const Vma& v : *vmas)
     if (auto why = unmovable_region(v)) return refuse("has " + *why);
   return {true, {}};
 }
 
-}  // namespace
-
-Migratability migratable(pid_t pid, pid_t own_tracer) {
+Migratability checked(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas) {
   try {
-    return check(pid, own_tracer);
+    return check(pid, own_tracer, vmas);
   } catch (const SysError& e) {
     if (e.err() == ENOENT || e.err() == ESRCH) return refuse(fmt::format("process {} does not exist", pid));
     if (e.err() == EACCES || e.err() == EPERM) return refuse(fmt::format("process {} is not ours to inspect", pid));
     throw;
   }
+}
+
+}  // namespace
+
+Migratability migratable(pid_t pid, pid_t own_tracer) { return checked(pid, own_tracer, nullptr); }
+
+Migratability migratable(pid_t pid, pid_t own_tracer, const std::vector<Vma>& vmas) {
+  return checked(pid, own_tracer, &vmas);
 }
 
 }  // namespace roam::image

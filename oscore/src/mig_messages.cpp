@@ -1,5 +1,7 @@
 #include "roam/mig_messages.hpp"
 
+#include "roam/image_codec.hpp"
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -182,6 +184,11 @@ void encode_fields(wire::Writer& w, const FwdResult& m) {
   w.boolean(m.cancelled);
   put_regions(w, m.regions);
   w.str(m.unserved);
+  w.boolean(m.file.has_value());
+  if (m.file) {
+    w.str(m.file->path);
+    image::encode_identity(w, m.file->identity);
+  }
 }
 void decode_fields(wire::Reader& r, FwdResult& m) {
   m.seq = r.u64();
@@ -189,6 +196,12 @@ void decode_fields(wire::Reader& r, FwdResult& m) {
   m.cancelled = r.boolean();
   m.regions = get_regions(r);
   m.unserved = r.str(4096);
+  if (r.remaining() > 0 && r.boolean()) {
+    MappedFile f;
+    f.path = r.str(4096);
+    f.identity = image::decode_identity(r);
+    m.file = std::move(f);
+  }
 }
 
 void encode_fields(wire::Writer& w, const FwdCancel& m) { w.u64(m.seq); }

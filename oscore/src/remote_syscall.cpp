@@ -242,6 +242,30 @@ long RemoteSyscalls::exited() {
   return static_cast<long>(tracee_.regs().rax);
 }
 
+void RemoteSyscalls::run_code(RemotePtr<void> entry, RemotePtr<void> trap, const std::array<uint64_t, 6>& args) {
+  Regs r = enter(0, args);
+  r.rip = entry.addr();
+  tracee_.set_regs(r);
+  tracee_.resume_as(Resume::cont, 0);
+  for (;;) {
+    Stop s = tracee_.wait_stop();
+    if (s.kind == StopKind::signal_delivery && s.sig == SIGTRAP) {
+      siginfo_t info = tracee_.siginfo();
+      if (info.si_code <= 0) {  // sent with kill: not our int3
+        held_.push_back(info);
+        tracee_.resume_as(Resume::cont, 0);
+        continue;
+      }
+      uint64_t at = tracee_.regs().rip;
+      if (at == trap.addr() + 1) return;  // resuming with no signal drops the trap
+      throw InjectionError(fmt::format("code run in tracee {} trapped at {:#x}, not at its end {:#x}", tracee_.tid(), at, trap.addr()));
+    }
+    if (s.kind == StopKind::syscall)
+      throw InjectionError(fmt::format("code run in tracee {} stopped at a system call", tracee_.tid()));
+    is_ours(s, Resume::cont);  // holds signals, throws on a fault, resumes
+  }
+}
+
 void RemoteSyscalls::start_syscall(long nr, const std::array<uint64_t, 6>& args, SignalsDuring signals) {
   ROAM_ASSERT(mode_ == StepMode::syscall_stops,
               fmt::format("start_syscall({}) in tracee {} needs StepMode::syscall_stops", nr, tracee_.tid()));
@@ -441,6 +465,75 @@ KernelSigaction sigaction_of(RemoteSyscalls& rs, int sig) {
   ScratchMem old(rs, sizeof(KernelSigaction));
   rs.checked_syscall("rt_sigaction", SYS_rt_sigaction, sig, nullptr, old.get(), sizeof(uint64_t));
   return old.read<KernelSigaction>();
+}
+
+namespace {
+
+// for (sig = 1; sig <= 64; ++sig, ++out) out->rc = rt_sigaction(sig, NULL, &out->act, 8);
+// then int3. rdi = out, an array of SigactionSlot.
+constexpr std::array<uint8_t, 48> kSigactionLoop{
+    0x48, 0x89, 0xfb,                    // mov rbx, rdi
+    0x41, 0xbc, 0x01, 0x00, 0x00, 0x00,  // mov r12d, 1
+    0xb8, 0x0d, 0x00, 0x00, 0x00,        // 1: mov eax, 13 (SYS_rt_sigaction)
+    0x44, 0x89, 0xe7,                    // mov edi, r12d
+    0x31, 0xf6,                          // xor esi, esi
+    0x48, 0x89, 0xda,                    // mov rdx, rbx
+    0x41, 0xba, 0x08, 0x00, 0x00, 0x00,  // mov r10d, 8
+    0x0f, 0x05,                          // syscall
+    0x48, 0x89, 0x43, 0x20,              // mov [rbx + 32], rax
+    0x48, 0x83, 0xc3, 0x28,              // add rbx, 40
+    0x41, 0xff, 0xc4,                    // inc r12d
+    0x41, 0x83, 0xfc, 0x41,              // cmp r12d, 65
+    0x75, 0xda,                          // jne 1b
+    0xcc,                                // int3
+};
+struct SigactionSlot {
+  KernelSigaction act;
+  int64_t rc;
+};
+static_assert(sizeof(SigactionSlot) == 40);
+
+std::optional<std::array<KernelSigaction, 64>> sigactions_by_loop(RemoteSyscalls& rs) {
+  std::ifstream status(fmt::format("/proc/{}/status", rs.tracee().tid()));
+  std::string line;
+  bool filtered = true, trap_ignored = true;
+  while (std::getline(status, line)) {
+    if (line.rfind("Seccomp:", 0) == 0) filtered = std::stoi(line.substr(8)) != 0;
+    if (line.rfind("SigIgn:", 0) == 0) trap_ignored = (std::stoull(line.substr(7), nullptr, 16) & sigbit(SIGTRAP)) != 0;
+  }
+  // The loop ends in an int3, whose SIGTRAP the kernel forces: that would
+  // reset an ignored SIGTRAP's disposition (not a blocked one: SIGTRAP
+  // stays unblocked while we inject).
+  if (filtered || trap_ignored) return std::nullopt;
+  long page = rs.syscall(SYS_mmap, 0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page < 0 && page > -4096) return std::nullopt;
+  RemotePtr<void> code(static_cast<std::uintptr_t>(page));
+  std::optional<std::array<KernelSigaction, 64>> out;
+  try {
+    // /proc/PID/mem writes the read-only page (as a debugger sets a breakpoint).
+    rs.tracee().write_mem(code, std::as_bytes(std::span(kSigactionLoop)));
+    std::array<SigactionSlot, 64> slots{};
+    ScratchMem mem(rs, sizeof slots);
+    rs.run_code(code, code + static_cast<std::ptrdiff_t>(kSigactionLoop.size() - 1), {mem.get().addr(), 0, 0, 0, 0, 0});
+    rs.tracee().read_mem(mem.get(), std::as_writable_bytes(std::span(slots)));
+    if (std::all_of(slots.begin(), slots.end(), [](const SigactionSlot& s) { return s.rc == 0; })) {
+      out.emplace();
+      for (size_t i = 0; i < slots.size(); ++i) (*out)[i] = slots[i].act;
+    }
+  } catch (const InjectionError& e) {
+    log_warn("ptrace: reading the signal handlers of tracee {} in one run failed ({}): one call each", rs.tracee().tid(), e.what());
+  }
+  rs.syscall(SYS_munmap, code, 4096);
+  return out;
+}
+
+}  // namespace
+
+std::array<KernelSigaction, 64> all_sigactions(RemoteSyscalls& rs) {
+  if (auto fast = sigactions_by_loop(rs)) return *fast;
+  std::array<KernelSigaction, 64> out{};
+  for (int sig = 1; sig <= 64; ++sig) out[static_cast<size_t>(sig - 1)] = sigaction_of(rs, sig);
+  return out;
 }
 
 RemotePtr<void> current_brk(RemoteSyscalls& rs) {

@@ -146,16 +146,16 @@ Disposition decide_timer_create(const uint64_t* a, int64_t self) {
 // with children forked later only works where the other side is, at home.
 // MAP_ANONYMOUS and not shared (private, MAP_DROPPABLE, or an invalid type the
 // kernel rejects with EINVAL everywhere): local; no descriptor is involved.
-// Private file mapping: forward. The body owns no descriptors, so the remote
-// agent serves it: it maps private anonymous memory at the address the kernel
-// would have chosen (honouring MAP_FIXED and the hint) and fills it with the
-// file's bytes read at home through the deputy's descriptor (or maps the same
-// file on this node when its identity matches, as migration does for clean
-// file pages), then applies the protection. Private mappings never show later
-// writes by others to the pages they have read, so the copy is faithful;
-// dlopen() and friends stay away from home. The agent sends the process home
-// instead when the home side finds the descriptor is not a regular file
-// (a device such as a GPU or /dev/mem maps more than bytes).
+// Private file mapping: forward. The body owns no descriptors, so the agents
+// serve it: home says which file the descriptor opens (path and identity, or
+// the error its kernel would give), and when the body's node has the same
+// file, as migration checks for clean file pages, the agent places that copy
+// in the body under the same descriptor number and the body's own call runs
+// on it; dlopen() and friends stay away from home. A file the node does not
+// have, or a descriptor that is not a regular file with content (a device
+// such as a GPU or /dev/mem maps more than bytes), sends the process home.
+// The design's other half, private memory filled with the file's bytes read
+// at home, is not built (docs/syscalls.md).
 Disposition decide_mmap(const uint64_t* a, int64_t /*self_pid*/) {
   uint64_t flags = a[3];
   uint64_t type = flags & MAP_TYPE;

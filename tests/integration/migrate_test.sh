@@ -598,6 +598,61 @@ SH
 }
 scripts_cleanup() { cluster_down; }
 
+atf_test_case dlopen_away cleanup
+dlopen_away_head() {
+  atf_set descr "a moved python3 imports C extensions (dlopen) and stays away, its node mapping its own copy of each library; a library only home has sends it home"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 180
+}
+dlopen_away_body() {
+  roam_init
+  cluster_up 2
+  cat >mods.py <<'PY'
+import signal, sys
+def work():
+    import bz2, decimal, hashlib, json, lzma
+    blob = json.dumps({"n": [i * i for i in range(2000)]}).encode()
+    assert lzma.decompress(lzma.compress(blob)) == blob and bz2.decompress(bz2.compress(blob)) == blob
+    d = decimal.Decimal(1) / decimal.Decimal(7)
+    return hashlib.sha256(blob + str(d).encode()).hexdigest()
+if sys.argv[1] == "native":
+    print(work())
+    sys.exit(0)
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+print("READY", flush=True)
+signal.sigwait({signal.SIGUSR1})
+print("IMPORTED", work(), flush=True)
+signal.sigwait({signal.SIGUSR1})
+import ctypes, zlib
+z = ctypes.CDLL(sys.argv[1])
+z.zlibVersion.restype = ctypes.c_char_p
+print("LOADED", z.zlibVersion().decode() == zlib.ZLIB_RUNTIME_VERSION, flush=True)
+signal.sigwait({signal.SIGUSR1})
+PY
+  want=$(python3 mods.py native)
+  # A library that only home has: each node has its own /tmp.
+  lib=/tmp/roam-dlopen-$$.so
+  on_node 1 cp -L /lib/x86_64-linux-gnu/libz.so.1 "$lib" ||
+    atf_fail "cannot copy libz into node 1's /tmp"
+  on_node 2 test ! -e "$lib" || atf_fail "node 2 sees node 1's /tmp"
+  pid=$(job_start 1 mods python3 "$PWD/mods.py" "$lib")
+  wait_line mods.out '^READY'
+  migrate_ok 1 "$pid" 2
+  on_node 1 kill -USR1 "$pid"
+  wait_line mods.out '^IMPORTED'
+  [ "$(where 1 "$pid")" = 2 ] || { cat mods.out; atf_fail "importing C extensions sent the process home"; }
+  grep -qx "IMPORTED $want" mods.out || { cat mods.out; atf_fail "the extensions computed another result away (want $want)"; }
+  on_node 1 kill -USR1 "$pid"
+  wait_line mods.out '^LOADED'
+  grep -qx "LOADED True" mods.out || { cat mods.out; atf_fail "the library only home has did not load right"; }
+  [ "$(where 1 "$pid")" = 1 ] || atf_fail "a library node 2 lacks did not bring the process home"
+  on_node 1 kill -USR1 "$pid"
+  expect_status mods 0
+  on_node 1 rm -f "$lib"
+}
+dlopen_away_cleanup() { cluster_down; }
+
 atf_test_case clocks cleanup
 clocks_head() {
   atf_set descr "CLOCK_MONOTONIC and CLOCK_BOOTTIME never jump across nodes whose clocks differ by 1000 s"
@@ -951,6 +1006,7 @@ atf_init_test_cases() {
   atf_add_test_case background_tty_read
   atf_add_test_case fork_exec_goes_home
   atf_add_test_case scripts
+  atf_add_test_case dlopen_away
   atf_add_test_case clocks
   atf_add_test_case cpu_clocks
   atf_add_test_case timers

@@ -6,12 +6,15 @@
 #include "roam/remote_syscall.hpp"
 
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <linux/futex.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/rseq.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -35,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "roam/error.hpp"
@@ -999,6 +1003,95 @@ TEST(Ptrace, SingleStepModeInjectsAndLeavesSigtrapAlone) {
   t.detach();
   f.child.send('c');
   EXPECT_EQ(f.child.receive<Counts>().usr1, 1);
+}
+
+std::string maps_of(pid_t pid) {
+  std::ifstream in(fmt::format("/proc/{}/maps", pid));
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void expect_same_actions(const std::array<KernelSigaction, 64>& got, const std::array<KernelSigaction, 64>& want) {
+  for (size_t i = 0; i < 64; ++i) {
+    EXPECT_EQ(got[i].handler, want[i].handler) << "signal " << i + 1;
+    EXPECT_EQ(got[i].flags, want[i].flags) << "signal " << i + 1;
+    EXPECT_EQ(got[i].restorer, want[i].restorer) << "signal " << i + 1;
+    EXPECT_EQ(got[i].mask, want[i].mask) << "signal " << i + 1;
+  }
+}
+
+TEST(Ptrace, AllSigactionsInOneRunMatchOneCallEach) {
+  // The child handles SIGTRAP: the loop's own int3 must not reach it.
+  Frozen f;
+  Tracee& t = f.t();
+  Regs before = t.regs();
+  std::string maps_before = maps_of(f.child.pid());
+  std::array<KernelSigaction, 64> each{}, all{};
+  {
+    RemoteSyscalls rs(t, SyscallSite::any, StepMode::single_step);
+    for (int sig = 1; sig <= 64; ++sig) each[static_cast<size_t>(sig - 1)] = sigaction_of(rs, sig);
+    all = all_sigactions(rs);
+    ASSERT_EQ(::kill(f.child.pid(), SIGUSR1), 0);  // held, delivered after the scope
+  }
+  EXPECT_EQ(each[SIGUSR1 - 1].handler, reinterpret_cast<uint64_t>(&usr1_action));
+  EXPECT_EQ(each[SIGTRAP - 1].handler, reinterpret_cast<uint64_t>(&trap_action));
+  expect_same_actions(all, each);
+  expect_same_regs(before, t.regs());
+  EXPECT_EQ(maps_of(f.child.pid()), maps_before);  // the loop's page is gone
+  {
+    RemoteSyscalls rs(t);
+    EXPECT_EQ(sigaction_of(rs, SIGTRAP).handler, reinterpret_cast<uint64_t>(&trap_action));
+  }
+  t.detach();
+  f.child.send('c');
+  EXPECT_EQ(f.child.receive<Counts>().usr1, 1);
+  EXPECT_EQ(f.child.echo(5), 5u);
+}
+
+// SIGTRAP ignored (the loop's int3 would reset it to SIG_DFL) or a seccomp
+// filter of the process's own (it may refuse calls from an unknown
+// address): one call each, and the disposition stays as it was.
+[[noreturn]] void trap_ignoring_child(int cmd, int report) {
+  ::signal(SIGTRAP, SIG_IGN);
+  install(SIGUSR1, usr1_action, SA_RESTART, {SIGUSR2});
+  child_write(report, "R", 1);
+  command_loop(cmd, report);
+}
+
+[[noreturn]] void filtered_child(int cmd, int report) {
+  install(SIGUSR1, usr1_action, SA_RESTART, {SIGUSR2});
+  sock_filter allow{BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW};
+  sock_fprog prog{1, &allow};
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+    _exit(96);
+  child_write(report, "R", 1);
+  command_loop(cmd, report);
+}
+
+TEST(Ptrace, AllSigactionsFallBackToOneCallEach) {
+  for (Child::Body body : {trap_ignoring_child, filtered_child}) {
+    Child child(body);
+    child.expect_ready();
+    ASSERT_TRUE(eventually([&] { return blocked_in_syscall(child.pid()) == SYS_read; }));
+    Tracee t = Tracee::seize(child.pid(), kTestOptions);
+    t.interrupt();
+    std::string maps_before = maps_of(child.pid());
+    std::array<KernelSigaction, 64> each{}, all{};
+    {
+      RemoteSyscalls rs(t);
+      for (int sig = 1; sig <= 64; ++sig) each[static_cast<size_t>(sig - 1)] = sigaction_of(rs, sig);
+      all = all_sigactions(rs);
+    }
+    expect_same_actions(all, each);
+    EXPECT_EQ(each[SIGUSR1 - 1].handler, reinterpret_cast<uint64_t>(&usr1_action));
+    if (body == trap_ignoring_child) {
+      EXPECT_EQ(each[SIGTRAP - 1].handler, reinterpret_cast<uint64_t>(SIG_IGN));
+      RemoteSyscalls rs(t);
+      EXPECT_EQ(sigaction_of(rs, SIGTRAP).handler, reinterpret_cast<uint64_t>(SIG_IGN));
+    }
+    EXPECT_EQ(maps_of(child.pid()), maps_before);
+    t.detach();
+    EXPECT_EQ(child.echo(9), 9u);
+  }
 }
 
 TEST(Ptrace, GroupStoppedChildStaysStopped) {

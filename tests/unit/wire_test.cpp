@@ -918,4 +918,33 @@ TEST(MigMessages, UsageAndDemandRoundTrip) {
   EXPECT_THROW(decode<HomePrepared>(cut), wire::DecodeError);
 }
 
+TEST(MigMessages, MappedFileRoundTrip) {
+  // A private file mmap: home's answer names the file. An older home's
+  // result ends before the field: no file. A cut identity fails to decode.
+  FwdResult r;
+  r.seq = 9;
+  r.file = MappedFile{"/usr/lib/x86_64-linux-gnu/libz.so.1.2.13",
+                      {4096 * 25, 1667000000123456789, image::DigestKind::elf_build_id, {0xde, 0xad, 0xbe, 0xef}}};
+  auto b = encode(r);
+  auto back = decode<FwdResult>(b);
+  EXPECT_EQ(back.seq, 9u);
+  ASSERT_TRUE(back.file.has_value());
+  EXPECT_EQ(*back.file, *r.file);
+  FwdResult none;
+  none.seq = 3;
+  none.unserved = "mmap of a device";
+  auto nb = encode(none);
+  EXPECT_FALSE(decode<FwdResult>(nb).file.has_value());
+  nb.pop_back();  // the absent field's flag: what an older home sends
+  auto old = decode<FwdResult>(nb);
+  EXPECT_FALSE(old.file.has_value());
+  EXPECT_EQ(old.unserved, "mmap of a device");
+  b.resize(b.size() - 2);
+  EXPECT_THROW(decode<FwdResult>(b), wire::DecodeError);
+  MigOffer offer;
+  offer.home_pid = 77;
+  offer.flags = kOfferHomePrepares | kOfferDescribesFiles;
+  EXPECT_EQ(decode<MigOffer>(encode(offer)).flags, kOfferHomePrepares | kOfferDescribesFiles);
+}
+
 }  // namespace roam::msg

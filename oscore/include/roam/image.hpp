@@ -192,6 +192,8 @@ struct CaptureOptions {
 // consistent snapshot; the rest is stable anyway. SysError when the process
 // is gone or not ours.
 ProcessImage capture_from_proc(pid_t pid, const CaptureOptions& options = {});
+// The same with the regions already read (read_maps of the process).
+ProcessImage capture_from_proc(pid_t pid, const CaptureOptions& options, std::vector<Vma> vmas);
 
 // Whether a run's content must be sent: anon pages always; file_clean pages
 // when the region has no file identity or the target said its copy does not

@@ -133,8 +133,13 @@ class ImageDecoder {
 
 // The whole stream for an image that carries its pages in `image.pages`.
 std::vector<std::byte> encode(const ProcessImage& image);
+
 // The reverse: page records land in `pages`, one PageData each. Bytes after
 // the trailer are an error.
 ProcessImage decode(std::span<const std::byte> stream);
+
+// A file's identity as the stream carries it (also in FwdResult).
+void encode_identity(wire::Writer& w, const FileIdentity& id);
+FileIdentity decode_identity(wire::Reader& r);  // wire::DecodeError
 
 }  // namespace roam::image

@@ -44,5 +44,7 @@ FileIdentity identify(const FileDesc& fd, const std::string& name_for_errors);
 // prelinked or patched file keeps it while its bytes (and usually size)
 // change, hence the mtime. False when the file is missing or unreadable.
 bool matches(const FileIdentity& id, const std::string& path);
+// The same rule for a file already identified here.
+bool same_file(const FileIdentity& id, const FileIdentity& here);
 
 }  // namespace roam::image

@@ -7,6 +7,9 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
+
+#include "roam/image_maps.hpp"
 
 namespace roam::image {
 
@@ -20,5 +23,9 @@ struct Migratability {
 // attached) and so not a reason to refuse; 0 refuses any tracer.
 // Never throws for a process that is gone: that is a reason too.
 Migratability migratable(pid_t pid, pid_t own_tracer = 0);
+// The same, judging the regions `vmas` (read_maps of the process) instead of
+// reading them again: a capture reads smaps, which walks every page table,
+// once.
+Migratability migratable(pid_t pid, pid_t own_tracer, const std::vector<Vma>& vmas);
 
 }  // namespace roam::image

@@ -13,7 +13,9 @@
 //   MigGo                              ->  (the body runs; the home's copy
 //                                           of the memory is released)
 //                                      <-  FwdCall       a call to run at home
-//   FwdResult                          ->
+//   FwdResult                          ->  (for a private file mmap: which
+//                                           file, for the remote to map its
+//                                           own copy when it is the same)
 //   FwdSignal                          ->  a signal sent to the home pid
 //                                      <-  FwdCancel     the body was signalled
 //                                                        while the call waits
@@ -35,9 +37,11 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "roam/image_file.hpp"
 #include "roam/messages.hpp"
 #include "roam/usage.hpp"
 
@@ -90,6 +94,10 @@ struct MigOffer {
   uint8_t flags = 0;
 };
 inline constexpr uint8_t kOfferHomePrepares = 1;  // coming home, send a HomePlan first
+// Home describes a descriptor for a private file mmap (FwdCall of SYS_mmap,
+// answered with FwdResult::file), which the remote then serves itself when
+// it has the same file.
+inline constexpr uint8_t kOfferDescribesFiles = 2;
 
 struct MigChunk {
   static constexpr Type kType = Type::mig_chunk;
@@ -137,6 +145,12 @@ struct FwdCall {
   std::vector<FwdRegion> regions;
 };
 
+struct MappedFile {
+  std::string path;
+  image::FileIdentity identity;
+  bool operator==(const MappedFile&) const = default;
+};
+
 struct FwdResult {
   static constexpr Type kType = Type::fwd_result;
   uint64_t seq = 0;
@@ -149,6 +163,9 @@ struct FwdResult {
   bool cancelled = false;
   std::vector<FwdRegion> regions;  // out/inout regions, with their contents
   std::string unserved;  // non-empty: home cannot run it this way; the process comes home for it
+  // Appended; absent (an older home): none. For a SYS_mmap call: the file
+  // the descriptor opens at home, by path and identity.
+  std::optional<MappedFile> file;
 };
 
 struct FwdCancel {

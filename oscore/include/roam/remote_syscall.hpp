@@ -156,6 +156,16 @@ class RemoteSyscalls {
   void start_syscall(long nr, const std::array<uint64_t, 6>& args, SignalsDuring signals = SignalsDuring::held);
   std::optional<long> syscall_result();
   void interrupt_syscall();
+
+  // Runs code the caller placed in the tracee (in executable memory it
+  // mapped there), entered at `entry` with rdi, rsi, rdx, r10, r8, r9 =
+  // args and the saved registers otherwise, until it executes the int3 at
+  // `trap`: one resume for a whole sequence of calls instead of a stop or
+  // two per call. Its system calls come from that code, not from the
+  // syscall site, so only for a tracee whose own seccomp filter (if any)
+  // allows them. Signals are held as for injected calls; InjectionError if
+  // the code faults.
+  void run_code(RemotePtr<void> entry, RemotePtr<void> trap, const std::array<uint64_t, 6>& args);
   bool syscall_running() const noexcept { return running_; }
 
   Tracee& tracee() noexcept { return tracee_; }
@@ -266,6 +276,11 @@ struct AltStack {
 // SysError if the call fails in the tracee.
 pid_t remote_getpid(RemoteSyscalls& rs);
 KernelSigaction sigaction_of(RemoteSyscalls& rs, int sig);  // rt_sigaction(sig, NULL, &old, 8)
+// The dispositions of signals 1-64. A tracee without a seccomp filter of
+// its own runs a small loop placed in a page mapped for it (three stops in
+// all: mmap, the run, munmap); otherwise, or if that page cannot be mapped
+// executable (MDWE, an LSM), one injected rt_sigaction each (64 stops).
+std::array<KernelSigaction, 64> all_sigactions(RemoteSyscalls& rs);
 RemotePtr<void> current_brk(RemoteSyscalls& rs);            // brk(0)
 RemotePtr<void> tid_address(RemoteSyscalls& rs);            // prctl(PR_GET_TID_ADDRESS)
 AltStack sigaltstack_of(RemoteSyscalls& rs);                // sigaltstack(NULL, &old)
