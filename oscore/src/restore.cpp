@@ -68,6 +68,7 @@ void restore_laid_out(ptrace::Tracee& stub, const image::ProcessImage& image, co
       }
     }
     t.pages = since(mark);
+    detail::set_advice(rs, image);
     detail::set_mm_map(rs, image);
     detail::set_sigactions(rs, image);
     detail::set_task_state(rs, image);

@@ -44,6 +44,11 @@ void map_regions(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, R
 // Stops quietly where the kernel refuses: it only saves time.
 uint64_t populate(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 uint64_t write_pages(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+// The advice each region carries in its VmFlags (MADV_DONTFORK, WIPEONFORK,
+// DONTDUMP, HUGEPAGE, NOHUGEPAGE, SEQUENTIAL, RANDOM, MERGEABLE; mlock and
+// mlock2(MLOCK_ONFAULT)), applied once the contents are in. What this
+// kernel refuses (KSM or THP not built in) is logged and left out.
+void set_advice(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 // One run of page contents at `addr` (whole pages inside the image's regions).
 void write_run(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, uint64_t addr,
                std::span<const std::byte> bytes);

@@ -5,6 +5,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "roam/capture.hpp"
 #include "roam/error.hpp"
 #include "roam/image_file.hpp"
+#include "roam/log.hpp"
 #include "roam/restore.hpp"
 
 namespace roam::restore::detail {
@@ -173,6 +175,38 @@ uint64_t populate(RemoteSyscalls& rs, const image::ProcessImage& image) {
   }
   flush();
   return done;
+}
+
+void set_advice(RemoteSyscalls& rs, const image::ProcessImage& image) {
+  struct Advice {
+    uint64_t flag;
+    int advice;
+    const char* name;
+  };
+  static constexpr Advice kAdvice[] = {
+      {image::kVmDontCopy, MADV_DONTFORK, "MADV_DONTFORK"},     {image::kVmWipeOnFork, MADV_WIPEONFORK, "MADV_WIPEONFORK"},
+      {image::kVmDontDump, MADV_DONTDUMP, "MADV_DONTDUMP"},     {image::kVmHugePage, MADV_HUGEPAGE, "MADV_HUGEPAGE"},
+      {image::kVmNoHugePage, MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"}, {image::kVmSeqRead, MADV_SEQUENTIAL, "MADV_SEQUENTIAL"},
+      {image::kVmRandRead, MADV_RANDOM, "MADV_RANDOM"},         {image::kVmMergeable, MADV_MERGEABLE, "MADV_MERGEABLE"},
+  };
+  auto refused = [&](const image::Vma& v, const char* what, long rc) {
+    log_warn("restore: {} of {:#x}-{:#x} refused here ({}): the process runs on without it", what, v.start, v.end,
+             std::strerror(static_cast<int>(-rc)));
+  };
+  for (const ImageVma& iv : image.vmas) {
+    const image::Vma& v = iv.vma;
+    if (v.kernel_provided()) continue;
+    for (const Advice& a : kAdvice) {
+      if (!v.has(a.flag)) continue;
+      long rc = rs.syscall(SYS_madvise, v.start, v.size(), a.advice);
+      if (rc < 0) refused(v, a.name, rc);
+    }
+    if (v.has(image::kVmLocked)) {
+      long rc = v.has(image::kVmLockOnFault) ? rs.syscall(SYS_mlock2, v.start, v.size(), MLOCK_ONFAULT)
+                                             : rs.syscall(SYS_mlock, v.start, v.size());
+      if (rc < 0) refused(v, "mlock", rc);
+    }
+  }
 }
 
 uint64_t write_pages(RemoteSyscalls& rs, const image::ProcessImage& image) {

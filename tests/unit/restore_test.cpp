@@ -508,6 +508,66 @@ TEST(Restore, SignalStateSurvives) {
   c.set_pid(-1);
 }
 
+// madvise and mlock state lives in the regions' VmFlags: a restored process
+// keeps it, so that a fork after the move still leaves out MADV_DONTFORK
+// memory and wipes MADV_WIPEONFORK memory.
+constexpr size_t kAdvisedBytes = 4 * 4096;
+char* g_advised[9];
+
+TEST(Restore, RegionAdviceSurvives) {
+  Child c([](int cmd, int out) {
+    const int advice[] = {MADV_DONTFORK, MADV_WIPEONFORK, MADV_DONTDUMP, MADV_HUGEPAGE, MADV_NOHUGEPAGE,
+                          MADV_SEQUENTIAL, MADV_RANDOM, -1 /* mlock */, -2 /* mlock2(MLOCK_ONFAULT) */};
+    for (size_t i = 0; i < std::size(advice); ++i) {
+      auto* p = static_cast<char*>(::mmap(nullptr, kAdvisedBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+      if (p == MAP_FAILED) ::_exit(2);
+      std::memset(p, 0x5a, kAdvisedBytes);
+      int rc = advice[i] >= 0 ? ::madvise(p, kAdvisedBytes, advice[i])
+               : advice[i] == -1 ? ::mlock(p, kAdvisedBytes)
+                                 : static_cast<int>(::syscall(SYS_mlock2, p, kAdvisedBytes, MLOCK_ONFAULT));
+      if (rc != 0) ::_exit(3);
+      g_advised[i] = p;
+    }
+    char got = 0;
+    if (::read(cmd, &got, 1) != 1) ::_exit(1);
+    // DONTFORK: not in the child. WIPEONFORK: zeroes in the child. The rest: as written.
+    pid_t kid = ::fork();
+    if (kid == 0) {
+      unsigned char vec;
+      bool ok = ::mincore(g_advised[0], 4096, &vec) != 0 && errno == ENOMEM;
+      ok = ok && g_advised[1][0] == 0 && g_advised[1][kAdvisedBytes - 1] == 0;
+      ok = ok && g_advised[2][0] == 0x5a;
+      ::_exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    ::waitpid(kid, &st, 0);
+    bool ok = WIFEXITED(st) && WEXITSTATUS(st) == 0 && g_advised[0][0] == 0x5a && g_advised[1][0] == 0x5a;
+    say(out, ok);
+    ::_exit(0);
+  });
+  wait_sleeping(c.pid());
+  std::vector<roam::image::Vma> before = roam::image::read_maps(c.pid());
+  pid_t body = move_sleeping_child(c, SYS_read, kERestartSys);
+  std::vector<roam::image::Vma> after = roam::image::read_maps(body);
+  using namespace roam::image;
+  constexpr uint64_t kAdviceFlags = kVmDontCopy | kVmWipeOnFork | kVmDontDump | kVmHugePage | kVmNoHugePage |
+                                    kVmSeqRead | kVmRandRead | kVmLocked | kVmLockOnFault;
+  int advised = 0;
+  for (const Vma& v : before) {
+    if (v.kernel_provided() || (v.flags & kAdviceFlags) == 0) continue;
+    ++advised;
+    auto it = std::find_if(after.begin(), after.end(), [&](const Vma& b) { return b.start == v.start; });
+    ASSERT_NE(it, after.end()) << std::hex << "region " << v.start << " is missing";
+    EXPECT_EQ(it->flags & kAdviceFlags, v.flags & kAdviceFlags) << std::hex << "region " << v.start;
+  }
+  EXPECT_GE(advised, 9);
+  c.send('x');
+  EXPECT_EQ(c.verdict(), "PASS\n");
+  int st = wait_exit(body);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "body status " << st;
+  c.set_pid(-1);
+}
+
 // A system call made by our own instruction: the stub below moves its vDSO
 // over its own TLS, so it may run nothing but its own code.
 __attribute__((always_inline)) inline long raw_syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0,
