@@ -33,6 +33,9 @@ std::optional<std::string> unmovable_region(const Vma& v) {
   if (v.has(kVmUffdMissing | kVmUffdWp | kVmUffdMinor))
     return fmt::format("a userfaultfd-registered range {}", where(v));
   if (v.has(kVmShadowStack)) return fmt::format("a CET shadow stack {}", where(v));
+  // Releasing the deputy's copy and restoring into it when the process
+  // comes home both unmap it, which a seal forbids.
+  if (v.has(kVmSealed) && !v.kernel_provided()) return fmt::format("a sealed region (mseal) {}", where(v));
   if (v.has(kVmHugetlb)) return fmt::format("a hugetlbfs mapping {}{}", v.path.empty() ? "" : v.path + " ", where(v));
   if (!v.kernel_provided() && v.has(kVmIo | kVmPfnMap))
     return fmt::format("a device mapping {}{}", v.path.empty() ? "" : v.path + " ", where(v));

@@ -709,6 +709,21 @@ TEST(Migratable, SysvShmAndIoUringAreRefused) {
       << text_of(migratable(uring_child.pid()));
 }
 
+TEST(Migratable, SealedRegionsAreRefused) {
+  // Neither releasing the deputy's memory nor restoring into it when the
+  // process comes home could unmap a sealed region.
+  Child child([] {
+    void* p = ::mmap(nullptr, kPageSize, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    check(p != MAP_FAILED, "mmap");
+    constexpr long kSysMseal = 462;
+    if (::syscall(kSysMseal, p, kPageSize, 0) != 0) return pack(AnonReport{0});  // Linux < 6.10
+    return pack(AnonReport{reinterpret_cast<uint64_t>(p)});
+  });
+  uint64_t at = child.report<AnonReport>().base;
+  if (at == 0) GTEST_SKIP() << "this kernel has no mseal";
+  EXPECT_EQ(text_of(migratable(child.pid())), fmt::format("has a sealed region (mseal) at {:#x}-{:#x}", at, at + kPageSize));
+}
+
 TEST(Migratable, TracedZombieKernelThreadAndMissing) {
   {
     Child child([] { return std::string(); });
