@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <linux/close_range.h>
@@ -752,34 +753,9 @@ class BodyServer {
   // from home may arrive meanwhile (deliver() cancels the call when the
   // body would run a handler), and so may a request to come home.
   void await_result() {
-    while (!ended_ && !result_) {
-      pollfd p[2] = {{ch_.fd(), POLLIN, 0}, {body_pidfd_.get(), POLLIN, 0}};
-      int n = ::poll(p, 2, keepalive_wait_ms());
-      if (n < 0 && errno != EINTR) throw SysError("poll", errno);
-      if (n > 0 && p[1].revents != 0) return body_died();
-      if (n > 0 && p[0].revents != 0) ch_.pump();
-      std::vector<std::byte> body;
-      while (!result_ && ch_.pop(body)) on_home_message(body);
-      if (result_) break;
-      if (!ch_.open()) throw LinkLost{"connection closed by home"};
-      if (!home_requested_ && !cancel_sent_ && expel_asked()) {
-        home_requested_ = true;  // the cancelled call is re-issued at home
-        send(msg::FwdCancel{outstanding_->seq});
-        cancel_sent_ = true;
-      }
-      if (going_ && going_->prepared && !cancel_sent_) {
-        // Home is ready for the body: a call that went meanwhile and
-        // blocks there is re-issued at home, after the move.
-        send(msg::FwdCancel{outstanding_->seq});
-        cancel_sent_ = true;
-      }
-      check_link();
-    }
-    Outstanding o = *outstanding_;
-    outstanding_.reset();
-    msg::FwdResult r = std::move(*result_);
-    result_.reset();
-    if (r.seq != o.seq) throw LinkLost{fmt::format("result {} for call {}", r.seq, o.seq)};
+    std::optional<std::pair<Outstanding, msg::FwdResult>> got = wait_result();
+    if (!got) return;
+    auto& [o, r] = *got;
     if (!r.unserved.empty()) return go_home(r.unserved, o.id);
     for (const auto& g : r.regions) {
       if (!write_body(g.addr, g.data.data(), g.data.size())) return answer(o.id, 0, -EFAULT);
@@ -811,23 +787,77 @@ class BodyServer {
     answer_value(o.id, r.value);
   }
 
+  // The result of the call in outstanding_, or nothing when the body ended
+  // meanwhile.
+  std::optional<std::pair<Outstanding, msg::FwdResult>> wait_result() {
+    while (!ended_ && !result_) {
+      pollfd p[2] = {{ch_.fd(), POLLIN, 0}, {body_pidfd_.get(), POLLIN, 0}};
+      int n = ::poll(p, 2, keepalive_wait_ms());
+      if (n < 0 && errno != EINTR) throw SysError("poll", errno);
+      if (n > 0 && p[1].revents != 0) {
+        body_died();
+        return std::nullopt;
+      }
+      if (n > 0 && p[0].revents != 0) ch_.pump();
+      std::vector<std::byte> body;
+      while (!result_ && ch_.pop(body)) on_home_message(body);
+      if (result_) break;
+      if (!ch_.open()) throw LinkLost{"connection closed by home"};
+      if (!home_requested_ && !cancel_sent_ && expel_asked()) {
+        home_requested_ = true;  // the cancelled call is re-issued at home
+        send(msg::FwdCancel{outstanding_->seq});
+        cancel_sent_ = true;
+      }
+      if (going_ && going_->prepared && !cancel_sent_) {
+        // Home is ready for the body: a call that went meanwhile and
+        // blocks there is re-issued at home, after the move.
+        send(msg::FwdCancel{outstanding_->seq});
+        cancel_sent_ = true;
+      }
+      check_link();
+    }
+    if (!result_ || !outstanding_) return std::nullopt;
+    Outstanding o = *outstanding_;
+    outstanding_.reset();
+    msg::FwdResult r = std::move(*result_);
+    result_.reset();
+    if (r.seq != o.seq) throw LinkLost{fmt::format("result {} for call {}", r.seq, o.seq)};
+    return std::pair{o, std::move(r)};
+  }
+
   // A private file mmap. Home answered with the error its kernel would give
-  // or with the file the descriptor opens there (path and identity). When
-  // this node has the same file, it is placed in the body under the
-  // descriptor's number and the body's own call goes on (CONTINUE): the
-  // mapping is this node's copy, as a move maps clean file pages, and
-  // dlopen() stays away from home. Otherwise the process goes home.
+  // or with the file the descriptor opens there (path and identity). The
+  // file is placed in the body under the descriptor's number and the body's
+  // own call goes on (CONTINUE), so dlopen() stays away from home: this
+  // node's copy when it has the same file (as a move maps clean file
+  // pages), otherwise a copy read at home (copy_from_home). A private
+  // mapping never shows later writes by others to the pages it read, so
+  // the copy is faithful.
   void map_here(const Outstanding& o, const msg::FwdResult& r) {
     if (r.value < 0) return answer_value(o.id, r.value);
     if (!r.file) return go_home("mmap of a file", o.id);
     const std::string& path = r.file->path;
     FileDesc local(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-    if (!local || !same_file_here(local, r.file->identity))
-      return go_home(fmt::format("mmap of {}, which this node does not have", path), o.id);
+    int src = local.get();
+    const char* how = "this node has the same file";
+    if (!local || !same_file_here(local, r.file->identity)) {
+      auto copy = std::find_if(copies_.begin(), copies_.end(), [&](const auto& c) { return c.first == *r.file; });
+      if (copy == copies_.end()) {
+        if (r.file->identity.size > kCopyLimit)
+          return go_home(fmt::format("mmap of {} ({} MiB), which this node does not have", path,
+                                     r.file->identity.size >> 20), o.id);
+        std::optional<FileDesc> got = copy_from_home(o, *r.file);
+        if (!got) return;  // answered, or gone home
+        copies_.emplace_back(*r.file, std::move(*got));
+        copy = std::prev(copies_.end());
+      }
+      src = copy->second.get();
+      how = "a copy read at home";
+    }
     seccomp_notif_addfd add{};
     add.id = o.id;
     add.flags = SECCOMP_ADDFD_FLAG_SETFD;
-    add.srcfd = static_cast<uint32_t>(local.get());
+    add.srcfd = static_cast<uint32_t>(src);
     add.newfd = static_cast<uint32_t>(o.args[4]);
     add.newfd_flags = O_CLOEXEC;
     if (::ioctl(listener_.get(), SECCOMP_IOCTL_NOTIF_ADDFD, &add) < 0) {
@@ -835,8 +865,56 @@ class BodyServer {
       return go_home(fmt::format("mmap of {}: the body cannot take this node's copy ({})", path, std::strerror(errno)), o.id);
     }
     placed_.insert(static_cast<int>(o.args[4]));
-    if (served_paths_.insert(path).second) out_.log.push_back(fmt::format("mmap of {} served here: this node has the same file", path));
+    if (served_paths_.insert(path).second) out_.log.push_back(fmt::format("mmap of {} served here: {}", path, how));
     answer_continue(o.id);
+  }
+
+  // The whole file `f`, read at home through the process's descriptor
+  // (pread64 on home's copy of it, a MiB per call), in a memfd of the
+  // file's size. Nothing when the call was answered meanwhile (a signal
+  // with a handler: the mmap is restarted after it) or the process goes
+  // home instead (asked home; home cannot read it).
+  std::optional<FileDesc> copy_from_home(const Outstanding& mmap_call, const msg::MappedFile& f) {
+    const std::string& path = f.path;
+    std::string name = "roam:" + path.substr(path.rfind('/') + 1);
+    FileDesc mem(static_cast<int>(::syscall(SYS_memfd_create, name.c_str(), MFD_CLOEXEC)));
+    if (!mem || ::ftruncate(mem.get(), static_cast<off_t>(f.identity.size)) != 0) {
+      go_home(fmt::format("mmap of {}: no memory here for a copy ({})", path, std::strerror(errno)), mmap_call.id);
+      return std::nullopt;
+    }
+    constexpr uint64_t kPiece = uint64_t{1} << 20;  // home's read fast path does a MiB a call
+    for (uint64_t at = 0; at < f.identity.size;) {
+      msg::FwdCall call;
+      call.seq = ++seq_;
+      call.nr = SYS_pread64;
+      call.args = {mmap_call.args[4], 0, std::min(kPiece, f.identity.size - at), at, 0, 0};
+      outstanding_ = Outstanding{call.seq, mmap_call.id, call.nr, call.args};
+      cancel_sent_ = false;
+      cancel_for_handler_ = false;
+      result_.reset();
+      send(call);
+      std::optional<std::pair<Outstanding, msg::FwdResult>> got = wait_result();
+      if (!got) return std::nullopt;
+      const msg::FwdResult& r = got->second;
+      if (r.cancelled) {
+        if (cancel_sent_ && !home_requested_) answer(mmap_call.id, 0, -static_cast<int>(kERestartNoIntr));
+        else go_home(home_reason_.empty() ? "asked home" : home_reason_, mmap_call.id);
+        return std::nullopt;
+      }
+      if (!r.unserved.empty() || r.value <= 0 || r.regions.size() != 1 || r.regions[0].data.size() != static_cast<size_t>(r.value)) {
+        go_home(fmt::format("mmap of {}: reading it at home for a copy failed ({})", path,
+                            r.value < 0 ? std::strerror(static_cast<int>(-r.value)) : "the file changed"),
+                mmap_call.id);
+        return std::nullopt;
+      }
+      const auto& data = r.regions[0].data;
+      if (::pwrite(mem.get(), data.data(), data.size(), static_cast<off_t>(at)) != static_cast<ssize_t>(data.size())) {
+        go_home(fmt::format("mmap of {}: no memory here for a copy ({})", path, std::strerror(errno)), mmap_call.id);
+        return std::nullopt;
+      }
+      at += data.size();
+    }
+    return mem;
   }
 
   bool same_file_here(const FileDesc& fd, const image::FileIdentity& want) {
@@ -1029,6 +1107,11 @@ class BodyServer {
   std::optional<Outstanding> outstanding_;
   std::set<int> placed_;  // descriptors holding this node's copy of a file mapped here (map_here)
   std::set<std::string> served_paths_;
+  // Files only home has, copied here for a mmap (copy_from_home); kept
+  // while the body lives, as later mmaps of the same file (each dlopen maps
+  // a library several times) use them again.
+  std::vector<std::pair<msg::MappedFile, FileDesc>> copies_;
+  static constexpr uint64_t kCopyLimit = uint64_t{64} << 20;  // larger: the process goes home
   using FileKey = std::tuple<dev_t, ino_t, off_t, int64_t>;  // device, inode, size, mtime
   std::map<FileKey, image::FileIdentity> identities_;
   std::optional<msg::FwdResult> result_;

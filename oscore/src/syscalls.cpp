@@ -148,14 +148,13 @@ Disposition decide_timer_create(const uint64_t* a, int64_t self) {
 // kernel rejects with EINVAL everywhere): local; no descriptor is involved.
 // Private file mapping: forward. The body owns no descriptors, so the agents
 // serve it: home says which file the descriptor opens (path and identity, or
-// the error its kernel would give), and when the body's node has the same
-// file, as migration checks for clean file pages, the agent places that copy
-// in the body under the same descriptor number and the body's own call runs
-// on it; dlopen() and friends stay away from home. A file the node does not
-// have, or a descriptor that is not a regular file with content (a device
-// such as a GPU or /dev/mem maps more than bytes), sends the process home.
-// The design's other half, private memory filled with the file's bytes read
-// at home, is not built (docs/syscalls.md).
+// the error its kernel would give), and the agent places a file in the body
+// under the same descriptor number for the body's own call to run on: the
+// node's copy when it is the same file, as migration checks for clean file
+// pages, else a copy read at home (up to 64 MiB). dlopen() and friends stay
+// away from home. A bigger file the node lacks, or a descriptor that is not
+// a regular file with content (a device such as a GPU or /dev/mem maps more
+// than bytes), sends the process home.
 Disposition decide_mmap(const uint64_t* a, int64_t /*self_pid*/) {
   uint64_t flags = a[3];
   uint64_t type = flags & MAP_TYPE;

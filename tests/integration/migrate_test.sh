@@ -600,7 +600,7 @@ scripts_cleanup() { cluster_down; }
 
 atf_test_case dlopen_away cleanup
 dlopen_away_head() {
-  atf_set descr "a moved python3 imports C extensions (dlopen) and stays away, its node mapping its own copy of each library; a library only home has sends it home"
+  atf_set descr "a moved python3 imports C extensions (dlopen) and stays away, its node mapping its own copy of each library, or a copy read at home of one only home has; a private mapping of a file too big to copy brings it home"
   atf_set require.user root
   atf_set require.progs python3
   atf_set timeout 180
@@ -629,6 +629,10 @@ z = ctypes.CDLL(sys.argv[1])
 z.zlibVersion.restype = ctypes.c_char_p
 print("LOADED", z.zlibVersion().decode() == zlib.ZLIB_RUNTIME_VERSION, flush=True)
 signal.sigwait({signal.SIGUSR1})
+import mmap, os
+big = mmap.mmap(os.open(sys.argv[2], os.O_RDONLY), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+print("BIG", big[-1] == ord("z") and big[0] == 0, flush=True)
+signal.sigwait({signal.SIGUSR1})
 PY
   want=$(python3 mods.py native)
   # A library that only home has: each node has its own /tmp.
@@ -636,7 +640,9 @@ PY
   on_node 1 cp -L /lib/x86_64-linux-gnu/libz.so.1 "$lib" ||
     atf_fail "cannot copy libz into node 1's /tmp"
   on_node 2 test ! -e "$lib" || atf_fail "node 2 sees node 1's /tmp"
-  pid=$(job_start 1 mods python3 "$PWD/mods.py" "$lib")
+  big=/tmp/roam-big-$$.dat  # above the 64 MiB a node copies for a mapping
+  on_node 1 sh -c "truncate -s 65M $big && printf z >>$big" || atf_fail "cannot make $big"
+  pid=$(job_start 1 mods python3 "$PWD/mods.py" "$lib" "$big")
   wait_line mods.out '^READY'
   migrate_ok 1 "$pid" 2
   on_node 1 kill -USR1 "$pid"
@@ -646,10 +652,19 @@ PY
   on_node 1 kill -USR1 "$pid"
   wait_line mods.out '^LOADED'
   grep -qx "LOADED True" mods.out || { cat mods.out; atf_fail "the library only home has did not load right"; }
-  [ "$(where 1 "$pid")" = 1 ] || atf_fail "a library node 2 lacks did not bring the process home"
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "a library only home has brought the process home"
+  on_node 1 kill -USR1 "$pid"
+  wait_line mods.out '^BIG'
+  grep -qx "BIG True" mods.out || { cat mods.out; atf_fail "the big file read wrong"; }
+  [ "$(where 1 "$pid")" = 1 ] || atf_fail "a private mapping of a 65 MiB file only home has did not bring the process home"
   on_node 1 kill -USR1 "$pid"
   expect_status mods 0
-  on_node 1 rm -f "$lib"
+  # Which way each file came (the body's agent logs each once, as it ends).
+  retry 100 0.05 grep -q "roam-dlopen-$$.so served here: a copy read at home" "$(mosd_log 2)" ||
+    atf_fail "node 2 did not map a copy of the library read at home"
+  grep -q "_json.*served here: this node has the same file" "$(mosd_log 2)" ||
+    atf_fail "node 2 did not map its own copy of _json"
+  on_node 1 rm -f "$lib" "$big"
 }
 dlopen_away_cleanup() { cluster_down; }
 

@@ -17,8 +17,8 @@
 // seccomp filter; the agent serves the notifications: local calls continue,
 // identity is answered from the offer, forwarded calls travel home with the
 // memory they read and write (syscall_regions.hpp), and anything the remote
-// side cannot serve (fork, execve, MAP_SHARED, a mmap of a file this node
-// does not have, an ioctl of
+// side cannot serve (fork, execve, MAP_SHARED, a mmap of a device or of a
+// file over 64 MiB this node does not have, an ioctl of
 // unknown layout...) sends the process home, where it re-issues the call
 // natively.
 //
