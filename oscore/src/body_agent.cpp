@@ -239,7 +239,10 @@ class BodyServer {
     } catch (const SysError& e) {
       throw Refuse{fmt::format("cannot restore here: {}", e.what())};
     }
-    ch_.send_msg(msg::MigPrepared{static_cast<uint64_t>(us(Clock::now() - t0).count()), prepared.populated_bytes});
+    for (uint64_t start : prepared.mismatched)
+      out_.log.push_back(fmt::format("the file mapped at {:#x} differs here: its pages travel", start));
+    ch_.send_msg(msg::MigPrepared{static_cast<uint64_t>(us(Clock::now() - t0).count()), prepared.populated_bytes,
+                                  prepared.mismatched});
 
     // Home froze the process: its image follows.
     ImageReceiver rx(ch_, link_timeout_);
@@ -466,6 +469,7 @@ class BodyServer {
         if (!going_) throw LinkLost{"home prepared for a coming home nobody asked for"};
         if (!hp.ok) out_.log.push_back(fmt::format("home could not prepare for the coming home: {}", hp.error));
         going_->prepared = true;
+        going_->mismatched = std::move(hp.mismatched);
         return;
       }
       case msg::Type::keepalive:
@@ -1004,9 +1008,10 @@ class BodyServer {
     msg::GoingHome gh{reason, 0, pending_signals(), {}};
     if (auto u = used_so_far()) gh.used = *u;
     image::Frozen f = image::capture_stopped(std::move(t), {.contents = false});
-    gh.image_bytes = image::content_bytes(f.image);
+    std::vector<uint64_t> mismatched = going_ ? going_->mismatched : std::vector<uint64_t>{};
+    gh.image_bytes = image::content_bytes(f.image, mismatched);
     send(gh);
-    send_image(ch_, f.image, body_);
+    send_image(ch_, f.image, body_, mismatched);
     last_sent_ = Clock::now();
     f.image.pages.clear();
     // Signals home forwarded before it saw GoingHome cross the image: they
@@ -1123,6 +1128,7 @@ class BodyServer {
     std::string reason;
     std::optional<uint64_t> notif;  // the call the body waits in, to re-issue at home
     bool prepared = false;          // home answered the plan: freeze now
+    std::vector<uint64_t> mismatched;  // regions whose file home has another version of
   };
   std::optional<Going> going_;  // the plan went home; waiting for HomePrepared
   uint64_t seq_ = 0;

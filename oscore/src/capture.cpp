@@ -76,21 +76,21 @@ void fill_timers(ptrace::RemoteSyscalls& rs, ProcessImage& image) {
   }
 }
 
-std::vector<PageRun> pages_to_send(const ProcessImage& image) {
+std::vector<PageRun> pages_to_send(const ProcessImage& image, std::span<const uint64_t> mismatched) {
   // A deleted file has no name a restore could open: its content travels.
-  std::vector<uint64_t> unmappable;
+  std::vector<uint64_t> unmappable(mismatched.begin(), mismatched.end());
   for (const ImageVma& iv : image.vmas)
     if (iv.vma.kind == VmaKind::deleted_file) unmappable.push_back(iv.vma.start);
   return runs_to_send(image, unmappable);
 }
 
-uint64_t content_bytes(const ProcessImage& image) {
+uint64_t content_bytes(const ProcessImage& image, std::span<const uint64_t> mismatched) {
   uint64_t n = 0;
   if (!image.pages.empty()) {
     for (const PageData& p : image.pages) n += p.bytes.size();
     return n;
   }
-  for (const PageRun& r : pages_to_send(image)) n += r.bytes();
+  for (const PageRun& r : pages_to_send(image, mismatched)) n += r.bytes();
   return n;
 }
 

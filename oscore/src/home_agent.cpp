@@ -116,6 +116,8 @@ class HomeAgent::Impl {
       auto prep = msg::decode<msg::MigPrepared>(prepared);
       st.prepare = us(Clock::now() - planned_at);
       st.populated_bytes = prep.populated_bytes;
+      // Files the target has another version of: their pages travel whole.
+      std::vector<uint64_t> mismatched = prep.mismatched;
 
       // The capture's injections (sigactions, timers: ~70 of them) run
       // with the process on this thread's CPU (see follow_agent_cpu).
@@ -124,9 +126,9 @@ class HomeAgent::Impl {
       st.capture = us(Clock::now() - frozen_->frozen_at);
       original_misc_ = frozen_->image.misc;
       pidfd_ = pidfd_of(pid_);
-      st.page_bytes = image::content_bytes(frozen_->image);
+      st.page_bytes = image::content_bytes(frozen_->image, mismatched);
       auto sent_at = Clock::now();
-      st.image_bytes = send_image(ch, frozen_->image, pid_);
+      st.image_bytes = send_image(ch, frozen_->image, pid_, mismatched);
 
       auto reply = ch.recv(std::max(o_.link_timeout, std::chrono::milliseconds(msg::kPrepareWaitMs)));
       if (msg::peek_type(reply) == msg::Type::mig_refused)
@@ -652,6 +654,7 @@ class HomeAgent::Impl {
       mirrored_ = 0;
       done.ok = true;
       done.populated_bytes = prepared_->populated_bytes;
+      done.mismatched = prepared_->mismatched;
     } catch (const ptrace::TraceeDied&) {
       throw;
     } catch (const std::exception& e) {
@@ -663,7 +666,11 @@ class HomeAgent::Impl {
       new_scratch();
       done.error = e.what();
       log_.push_back(fmt::format("preparing the deputy for the coming home failed ({}): restoring without", e.what()));
+      done.mismatched = restore::differing_files(plan);
     }
+    sent_whole_ = done.mismatched;
+    for (uint64_t start : done.mismatched)
+      log_.push_back(fmt::format("coming home: the file mapped at {:#x} changed here since it left; its pages travel", start));
     auto took = us(Clock::now() - t0);
     done.prepare_us = static_cast<uint64_t>(took.count());
     if (done.ok) {
@@ -1070,7 +1077,7 @@ class HomeAgent::Impl {
       mirror_.clear();
       mirrored_ = 0;
       if (prepared_) restore::restore_into(*deputy_, img, rx.pages(), *prepared_);
-      else restore::restore_into(*deputy_, img, rx.pages());
+      else restore::restore_into(*deputy_, img, rx.pages(), sent_whole_);
       prepared_.reset();
     } catch (const std::exception& e) {
       send(msg::HomeDone{false, e.what()});
@@ -1118,6 +1125,7 @@ class HomeAgent::Impl {
   std::unordered_map<int, FileDesc> cache_;  // deputy fd number -> our copy
   using FileKey = std::tuple<dev_t, ino_t, off_t, int64_t>;  // device, inode, size, mtime
   std::map<FileKey, image::FileIdentity> identities_;
+  std::vector<uint64_t> sent_whole_;  // coming home: regions whose file changed here (HomePrepared)
   std::map<uint64_t, uint64_t> mirror_;      // mirrored page ranges in the deputy
   uint64_t mirrored_ = 0;
   uint64_t scratch_ = 0;  // a page of the deputy's for injected calls' arguments

@@ -9,7 +9,7 @@
 namespace roam::mig {
 
 
-uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped) {
+uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped, std::span<const uint64_t> mismatched) {
   image::ImageEncoder enc;
   uint64_t sent = 0;
   std::vector<std::byte> head = enc.header(image);
@@ -44,7 +44,7 @@ uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped
     // (1.6-2.0x); 512 KiB it is.
     constexpr size_t kBatch = size_t{512} << 10;
     static_assert(kBatch <= kPiece);
-    std::vector<image::PageRun> runs = image::pages_to_send(image);
+    std::vector<image::PageRun> runs = image::pages_to_send(image, mismatched);
     image::read_pages(stopped, runs, send_piece, kBatch);
   }
   std::vector<std::byte> tail = enc.trailer();

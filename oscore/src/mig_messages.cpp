@@ -126,13 +126,34 @@ std::span<const std::byte> mig_chunk_data(std::span<const std::byte> body) {
   return r.bytes(n);
 }
 
+namespace {
+
+// Region starts, as a count and the starts; absent (an older node): none.
+void put_starts(wire::Writer& w, const std::vector<uint64_t>& starts) {
+  w.u32(static_cast<uint32_t>(starts.size()));
+  for (uint64_t s : starts) w.u64(s);
+}
+std::vector<uint64_t> get_starts(wire::Reader& r) {
+  std::vector<uint64_t> out;
+  if (r.remaining() == 0) return out;  // from an older node
+  uint32_t n = r.u32();
+  if (n > r.remaining() / 8) throw wire::DecodeError(fmt::format("{} region starts in {} bytes", n, r.remaining()));
+  out.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) out.push_back(r.u64());
+  return out;
+}
+
+}  // namespace
+
 void encode_fields(wire::Writer& w, const MigPrepared& m) {
   w.u64(m.prepare_us);
   w.u64(m.populated_bytes);
+  put_starts(w, m.mismatched);
 }
 void decode_fields(wire::Reader& r, MigPrepared& m) {
   m.prepare_us = r.u64();
   m.populated_bytes = r.u64();
+  m.mismatched = get_starts(r);
 }
 
 void encode_fields(wire::Writer& w, const MigReady& m) {
@@ -248,12 +269,14 @@ void encode_fields(wire::Writer& w, const HomePrepared& m) {
   w.u64(m.prepare_us);
   w.u64(m.populated_bytes);
   w.str(m.error);
+  put_starts(w, m.mismatched);
 }
 void decode_fields(wire::Reader& r, HomePrepared& m) {
   m.ok = r.boolean();
   m.prepare_us = r.u64();
   m.populated_bytes = r.u64();
   m.error = r.str(4096);
+  m.mismatched = get_starts(r);
 }
 
 void encode_fields(wire::Writer& w, const HomeDone& m) {

@@ -53,12 +53,12 @@ std::vector<image::Vma> regions_of(const image::ProcessImage& image) {
 }
 
 void restore_laid_out(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
-                      const detail::Layout& layout, const std::vector<image::Vma>* mapped, RestoreTimes& t,
-                      Clock::time_point& mark) {
+                      const detail::Layout& layout, const std::vector<image::Vma>* mapped,
+                      const std::vector<uint64_t>& sent_whole, RestoreTimes& t, Clock::time_point& mark) {
   detail::set_rlimits(stub.tid(), image);  // before PR_SET_MM_MAP, which checks RLIMIT_DATA
   {
     ptrace::RemoteSyscalls rs(stub, layout.insn, step_mode_for(image));
-    detail::map_regions(rs, image, layout.scratch, mapped);
+    detail::map_regions(rs, image, layout.scratch, mapped, &sent_whole);
     t.mapping = since(mark);
     t.page_bytes = detail::write_pages(rs, image);
     if (more) {
@@ -84,11 +84,16 @@ void restore_laid_out(ptrace::Tracee& stub, const image::ProcessImage& image, co
 
 void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
                   RestoreTimes* times) {
+  restore_into(stub, image, more, std::vector<uint64_t>{}, times);
+}
+
+void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
+                  const std::vector<uint64_t>& sent_whole, RestoreTimes* times) {
   RestoreTimes t;
   auto mark = Clock::now();
   detail::Layout layout = detail::clear_stub(stub, image);
   t.layout = since(mark);
-  restore_laid_out(stub, image, more, layout, nullptr, t, mark);
+  restore_laid_out(stub, image, more, layout, nullptr, sent_whole, t, mark);
   if (times) *times = t;
 }
 
@@ -99,9 +104,10 @@ Prepared prepare(ptrace::Tracee& stub, const image::ProcessImage& plan) {
   p.scratch_start = layout.scratch.start;
   p.scratch_end = layout.scratch.end;
   ptrace::RemoteSyscalls rs(stub, layout.insn, ptrace::StepMode::single_step);
-  detail::map_regions(rs, plan, layout.scratch);
+  p.mismatched = differing_files(plan);
+  detail::map_regions(rs, plan, layout.scratch, nullptr, &p.mismatched);
   p.regions = regions_of(plan);
-  p.populated_bytes = detail::populate(rs, plan);
+  p.populated_bytes = detail::populate(rs, plan, p.mismatched);
   return p;
 }
 
@@ -117,10 +123,10 @@ void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const 
   if (kernel_pieces(now) != kernel_pieces(prepared.regions) || !scratch_clear) {
     detail::Layout layout = detail::clear_stub(stub, image);
     t.layout = since(mark);
-    restore_laid_out(stub, image, more, layout, nullptr, t, mark);
+    restore_laid_out(stub, image, more, layout, nullptr, prepared.mismatched, t, mark);
   } else {
     detail::Layout layout{ptrace::RemotePtr<void>(prepared.insn), scratch};
-    restore_laid_out(stub, image, more, layout, &prepared.regions, t, mark);
+    restore_laid_out(stub, image, more, layout, &prepared.regions, prepared.mismatched, t, mark);
   }
   if (times) *times = t;
 }

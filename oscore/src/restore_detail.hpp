@@ -36,13 +36,17 @@ Layout clear_stub(ptrace::Tracee& stub, const image::ProcessImage& image);
 // its final protection (private files from the same file when it matches,
 // otherwise anonymous), then writes the page contents.
 // With `already` (the regions a prepare() mapped): those the image has
-// unchanged stay, stale ones are unmapped, new ones mapped.
+// unchanged stay, stale ones are unmapped, new ones mapped. Regions starting
+// at `sent_whole` map files that differ here (differing_files): anonymous
+// memory, their contents come with the image; any other differing file is
+// a RestoreError.
 void map_regions(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch,
-                 const std::vector<image::Vma>* already = nullptr);
+                 const std::vector<image::Vma>* already = nullptr, const std::vector<uint64_t>* sent_whole = nullptr);
 // Faults in (MADV_POPULATE_WRITE) the writable private anonymous pages the
-// image carries, gaps under 64 KiB bridged; returns the bytes populated.
-// Stops quietly where the kernel refuses: it only saves time.
-uint64_t populate(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+// image carries (and those of regions `sent_whole`), gaps under 64 KiB
+// bridged; returns the bytes populated. Stops quietly where the kernel
+// refuses: it only saves time.
+uint64_t populate(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, const std::vector<uint64_t>& sent_whole = {});
 uint64_t write_pages(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 // The advice each region carries in its VmFlags (MADV_DONTFORK, WIPEONFORK,
 // DONTDUMP, HUGEPAGE, NOHUGEPAGE, SEQUENTIAL, RANDOM, MERGEABLE; mlock and

@@ -84,7 +84,7 @@ void map_file(RemoteSyscalls& rs, const image::Vma& v) {
 }  // namespace
 
 void map_regions(RemoteSyscalls& rs, const image::ProcessImage& image, Range scratch,
-                 const std::vector<image::Vma>* already) {
+                 const std::vector<image::Vma>* already, const std::vector<uint64_t>* sent_whole) {
   auto in = [](const std::vector<image::Vma>& list, const image::Vma& v) {
     return std::find(list.begin(), list.end(), v) != list.end();
   };
@@ -104,7 +104,8 @@ void map_regions(RemoteSyscalls& rs, const image::ProcessImage& image, Range scr
     refuse_unsupported(iv);
     ROAM_ASSERT(v.end <= scratch.start || v.start >= scratch.end,
                 fmt::format("restore scratch {:#x} overlaps region {:#x}-{:#x}", scratch.start, v.start, v.end));
-    if (v.kind == VmaKind::file && iv.file) {
+    bool whole = sent_whole && std::find(sent_whole->begin(), sent_whole->end(), v.start) != sent_whole->end();
+    if (v.kind == VmaKind::file && iv.file && !whole) {
       auto it = same_file.find(v.path);
       if (it == same_file.end()) it = same_file.emplace(v.path, image::matches(*iv.file, v.path)).first;
       if (it->second) {
@@ -117,6 +118,27 @@ void map_regions(RemoteSyscalls& rs, const image::ProcessImage& image, Range scr
     map_anon(rs, v);
   }
 }
+
+}  // namespace roam::restore::detail
+
+namespace roam::restore {
+
+std::vector<uint64_t> differing_files(const image::ProcessImage& image) {
+  std::vector<uint64_t> out;
+  std::map<std::string, bool> same;  // libc is mapped five times: check it once
+  for (const image::ImageVma& iv : image.vmas) {
+    const image::Vma& v = iv.vma;
+    if (v.kind != image::VmaKind::file || v.shared || !iv.file) continue;
+    auto it = same.find(v.path);
+    if (it == same.end()) it = same.emplace(v.path, image::matches(*iv.file, v.path)).first;
+    if (!it->second) out.push_back(v.start);
+  }
+  return out;
+}
+
+}  // namespace roam::restore
+
+namespace roam::restore::detail {
 
 void write_run(RemoteSyscalls& rs, const image::ProcessImage& image, uint64_t addr, std::span<const std::byte> bytes) {
   ptrace::Tracee& stub = rs.tracee();
@@ -144,10 +166,10 @@ void write_run(RemoteSyscalls& rs, const image::ProcessImage& image, uint64_t ad
   }
 }
 
-uint64_t populate(RemoteSyscalls& rs, const image::ProcessImage& image) {
+uint64_t populate(RemoteSyscalls& rs, const image::ProcessImage& image, const std::vector<uint64_t>& sent_whole) {
   constexpr int kMadvPopulateWrite = 23;  // Linux 5.14
   constexpr uint64_t kMergeGap = 64 * 1024;
-  std::vector<image::PageRun> runs = image::pages_to_send(image);
+  std::vector<image::PageRun> runs = image::pages_to_send(image, sent_whole);
   uint64_t done = 0;
   size_t vi = 0;
   std::optional<Range> pending;
@@ -163,8 +185,11 @@ uint64_t populate(RemoteSyscalls& rs, const image::ProcessImage& image) {
     while (vi < image.vmas.size() && image.vmas[vi].vma.end <= r.start) ++vi;
     if (vi == image.vmas.size()) break;
     const image::Vma& v = image.vmas[vi].vma;
+    bool whole = std::find(sent_whole.begin(), sent_whole.end(), v.start) != sent_whole.end();
     bool anon = v.kind == VmaKind::anon || v.kind == VmaKind::heap || v.kind == VmaKind::stack;
-    if (!anon || v.shared || !(v.prot & image::kProtWrite) || r.kind != image::PageKind::anon) continue;
+    // A region mapped anonymous in place of its file gets every page sent
+    // (those of a read-only one are faulted in as they are written).
+    if (!(v.prot & image::kProtWrite) || (!whole && (!anon || v.shared || r.kind != image::PageKind::anon))) continue;
     if (pending && r.start >= pending->end && r.start - pending->end <= kMergeGap && r.end() <= v.end &&
         pending->start >= v.start) {
       pending->end = r.end();

@@ -668,6 +668,57 @@ PY
 }
 dlopen_away_cleanup() { cluster_down; }
 
+atf_test_case file_versions cleanup
+file_versions_head() {
+  atf_set descr "a private file mapping keeps the version it mapped: moved to a node with another version of the file, and brought home after home's copy was replaced, its pages travel"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 120
+}
+file_versions_body() {
+  roam_init
+  cluster_up 2
+  # Each node has its own /tmp: `same` is the same file on both nodes,
+  # `other` is another version on node 2.
+  same=/tmp/roam-same-$$.dat
+  other=/tmp/roam-other-$$.dat
+  for n in 1 2; do
+    on_node $n python3 -c "open('$same', 'wb').write(b'S' * 40960); open('$other', 'wb').write(b'AB'[$n - 1:$n] * 40960)" ||
+      atf_fail "cannot write node $n's files"
+  done
+  cat >ver.py <<'PY'
+import mmap, os, signal, sys
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+maps = [mmap.mmap(os.open(p, os.O_RDONLY), 0, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ) for p in sys.argv[1:3]]
+print("READY", maps[0][:1].decode(), maps[1][:1].decode(), flush=True)  # one page of each read at home
+for step in ("AWAY", "HOME"):
+    signal.sigwait({signal.SIGUSR1})
+    print(step, bytes(maps[0]) == b"S" * 40960 and bytes(maps[1]) == b"A" * 40960, flush=True)
+signal.sigwait({signal.SIGUSR1})
+PY
+  pid=$(job_start 1 ver python3 "$PWD/ver.py" "$same" "$other")
+  wait_line ver.out '^READY S A'
+  migrate_ok 1 "$pid" 2
+  on_node 1 kill -USR1 "$pid"
+  wait_line ver.out '^AWAY'
+  # Home's copy of `same` is replaced (as a package upgrade does) while the
+  # process maps node 2's.
+  on_node 1 sh -c "python3 -c \"open('$same.new', 'wb').write(b'N' * 40960)\" && mv $same.new $same" ||
+    atf_fail "cannot replace $same"
+  migrate_ok 1 "$pid" home
+  on_node 1 kill -USR1 "$pid"
+  wait_line ver.out '^HOME'
+  on_node 1 kill -USR1 "$pid"
+  expect_status ver 0
+  cat ver.out migrate.log
+  grep -qx "AWAY True" ver.out || atf_fail "away, the process saw node 2's version of a file it mapped at home"
+  grep -qx "HOME True" ver.out || atf_fail "back home, the process saw home's new version of a file it had mapped"
+  grep -q "changed here since it left; its pages travel" "$(mosd_log 1)" || atf_fail "home did not notice its copy changed"
+  retry 100 0.05 grep -q "differs here: its pages travel" "$(mosd_log 2)" || atf_fail "node 2 did not notice its version differs"
+  for n in 1 2; do on_node $n rm -f "$same" "$other"; done
+}
+file_versions_cleanup() { cluster_down; }
+
 atf_test_case clocks cleanup
 clocks_head() {
   atf_set descr "CLOCK_MONOTONIC and CLOCK_BOOTTIME never jump across nodes whose clocks differ by 1000 s"
@@ -1022,6 +1073,7 @@ atf_init_test_cases() {
   atf_add_test_case fork_exec_goes_home
   atf_add_test_case scripts
   atf_add_test_case dlopen_away
+  atf_add_test_case file_versions
   atf_add_test_case clocks
   atf_add_test_case cpu_clocks
   atf_add_test_case timers

@@ -941,6 +941,18 @@ TEST(MigMessages, MappedFileRoundTrip) {
   EXPECT_EQ(old.unserved, "mmap of a device");
   b.resize(b.size() - 2);
   EXPECT_THROW(decode<FwdResult>(b), wire::DecodeError);
+  // Regions whose file the target has another version of.
+  MigPrepared mp{1200, 4096, {0x7f0000001000, 0x7f0000200000}};
+  auto mpb = encode(mp);
+  EXPECT_EQ(decode<MigPrepared>(mpb).mismatched, mp.mismatched);
+  EXPECT_EQ(decode<MigPrepared>(mpb).populated_bytes, 4096u);
+  mpb.resize(mpb.size() - 2 * 8 - 4);  // what an older node sends
+  EXPECT_TRUE(decode<MigPrepared>(mpb).mismatched.empty());
+  HomePrepared hp{false, 10, 20, "no", {0x400000}};
+  auto hpb = encode(hp);
+  EXPECT_EQ(decode<HomePrepared>(hpb).mismatched, hp.mismatched);
+  hpb.resize(hpb.size() - 4);  // a count claiming more starts than follow
+  EXPECT_THROW(decode<HomePrepared>(hpb), wire::DecodeError);
   MigOffer offer;
   offer.home_pid = 77;
   offer.flags = kOfferHomePrepares | kOfferDescribesFiles;

@@ -44,11 +44,13 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options = {}
 void fill_injected(ptrace::Tracee& tracee, ProcessImage& image);
 
 // The runs whose contents an image must carry (runs_to_send, with the
-// regions of deleted files, which a restore cannot open, sent whole).
-std::vector<PageRun> pages_to_send(const ProcessImage& image);
+// regions of deleted files, which a restore cannot open, sent whole, and so
+// are those starting at `mismatched`: files the target has another version
+// of, as its prepare found).
+std::vector<PageRun> pages_to_send(const ProcessImage& image, std::span<const uint64_t> mismatched = {});
 // The bytes of page contents the image carries: in image.pages, or, for an
 // image captured without contents, those pages_to_send() names.
-uint64_t content_bytes(const ProcessImage& image);
+uint64_t content_bytes(const ProcessImage& image, std::span<const uint64_t> mismatched = {});
 // Reads the contents pages_to_send() names into image.pages.
 void fill_pages(pid_t pid, ProcessImage& image);
 

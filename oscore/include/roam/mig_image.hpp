@@ -20,7 +20,8 @@ namespace roam::mig {
 // without contents and the process is still stopped), are read from it as
 // they are sent: 1 MiB at a time, each read straight into place by
 // process_vm_readv and sent from there.
-uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped = 0);
+uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped = 0,
+                    std::span<const uint64_t> mismatched = {});
 
 class ImageReceiver {
  public:

@@ -110,6 +110,10 @@ struct MigPrepared {
   static constexpr Type kType = Type::mig_prepared;
   uint64_t prepare_us = 0;
   uint64_t populated_bytes = 0;
+  // Appended; absent (an older node): none. The plan's private file regions
+  // (by start) whose file this node has another version of: their contents
+  // must travel whole (pages_to_send's `mismatched`).
+  std::vector<uint64_t> mismatched;
 };
 
 struct MigReady {
@@ -206,6 +210,7 @@ struct HomePrepared {
   uint64_t prepare_us = 0;
   uint64_t populated_bytes = 0;
   std::string error;
+  std::vector<uint64_t> mismatched;  // appended; as MigPrepared's (also when !ok)
 };
 
 struct HomeDone {

@@ -93,13 +93,27 @@ struct Prepared {
   uint64_t insn = 0;                // the syscall site in the moved [vdso]
   uint64_t scratch_start = 0, scratch_end = 0;
   uint64_t populated_bytes = 0;
+  // differing_files(plan): mapped anonymous here; the sender sends their
+  // contents whole (pages_to_send's `mismatched`) and restore_into writes
+  // them there.
+  std::vector<uint64_t> mismatched;
 };
 Prepared prepare(ptrace::Tracee& stub, const image::ProcessImage& plan);
+
+// The private file regions of `image` (by start) whose file this node has
+// another version of, or lacks: a process keeps the version it mapped, so
+// their contents must travel whole and are restored as anonymous memory.
+// (A shared read-only mapping of a differing file stays a RestoreError.)
+std::vector<uint64_t> differing_files(const image::ProcessImage& image);
 
 // restore_into a stub prepare() made ready. When the image's kernel pieces
 // ([vdso], [vvar]) are not where the plan had them, it starts afresh.
 void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
                   const Prepared& prepared, RestoreTimes* times = nullptr);
+// restore_into a fresh stub from an image whose sender sent the regions at
+// `sent_whole` (differing_files) whole.
+void restore_into(ptrace::Tracee& stub, const image::ProcessImage& image, const PageSource& more,
+                  const std::vector<uint64_t>& sent_whole, RestoreTimes* times = nullptr);
 
 // spawn_stub, restore_into, detach: the body runs. Returns its pid (a child
 // of the calling process: wait for it as for any child).
