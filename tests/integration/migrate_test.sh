@@ -623,6 +623,12 @@ signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
 print("READY", flush=True)
 signal.sigwait({signal.SIGUSR1})
 print("IMPORTED", work(), flush=True)
+import mmap, os
+try:  # the error home's kernel gives: not open for reading
+    mmap.mmap(os.open(sys.argv[1], os.O_WRONLY), 4096, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+    print("WRONLY mapped", flush=True)
+except PermissionError:
+    print("WRONLY EACCES", flush=True)
 signal.sigwait({signal.SIGUSR1})
 import ctypes, zlib
 z = ctypes.CDLL(sys.argv[1])
@@ -649,6 +655,9 @@ PY
   wait_line mods.out '^IMPORTED'
   [ "$(where 1 "$pid")" = 2 ] || { cat mods.out; atf_fail "importing C extensions sent the process home"; }
   grep -qx "IMPORTED $want" mods.out || { cat mods.out; atf_fail "the extensions computed another result away (want $want)"; }
+  wait_line mods.out '^WRONLY'
+  grep -qx "WRONLY EACCES" mods.out || { cat mods.out; atf_fail "mapping a write-only descriptor away did not fail with EACCES"; }
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "a failed mmap sent the process home"
   on_node 1 kill -USR1 "$pid"
   wait_line mods.out '^LOADED'
   grep -qx "LOADED True" mods.out || { cat mods.out; atf_fail "the library only home has did not load right"; }
