@@ -1,6 +1,7 @@
 // The remote half of a migration: see migration.hpp.
 #include <fcntl.h>
 #include <linux/audit.h>
+#include <linux/close_range.h>
 #include <linux/filter.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
@@ -11,7 +12,6 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
-#include <linux/close_range.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -24,10 +24,8 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
-#include <map>
 #include <optional>
 #include <set>
-#include <tuple>
 #include <sstream>
 
 #include "roam/body_filter.hpp"
@@ -745,12 +743,18 @@ class BodyServer {
       }
       call.regions.push_back(std::move(g));
     }
-    outstanding_ = Outstanding{call.seq, id, nr, call.args};
+    start_call(call, id);
+    await_result();
+  }
+
+  // Sends `call` home as the one outstanding call, made for the
+  // notification `id`; wait_result() collects its result.
+  void start_call(const msg::FwdCall& call, uint64_t id) {
+    outstanding_ = Outstanding{call.seq, id, call.nr, call.args};
     cancel_sent_ = false;
     cancel_for_handler_ = false;
     result_.reset();
     send(call);
-    await_result();
   }
 
   // The body waits in its notification; the home runs the call. Signals
@@ -844,7 +848,7 @@ class BodyServer {
     FileDesc local(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
     int src = local.get();
     const char* how = "this node has the same file";
-    if (!local || !same_file_here(local, r.file->identity)) {
+    if (!local || !same_file_here(local, path, r.file->identity)) {
       auto copy = std::find_if(copies_.begin(), copies_.end(), [&](const auto& c) { return c.first == *r.file; });
       if (copy == copies_.end()) {
         if (r.file->identity.size > kCopyLimit)
@@ -892,11 +896,7 @@ class BodyServer {
       call.seq = ++seq_;
       call.nr = SYS_pread64;
       call.args = {mmap_call.args[4], 0, std::min(kPiece, f.identity.size - at), at, 0, 0};
-      outstanding_ = Outstanding{call.seq, mmap_call.id, call.nr, call.args};
-      cancel_sent_ = false;
-      cancel_for_handler_ = false;
-      result_.reset();
-      send(call);
+      start_call(call, mmap_call.id);
       std::optional<std::pair<Outstanding, msg::FwdResult>> got = wait_result();
       if (!got) return std::nullopt;
       const msg::FwdResult& r = got->second;
@@ -921,20 +921,14 @@ class BodyServer {
     return mem;
   }
 
-  bool same_file_here(const FileDesc& fd, const image::FileIdentity& want) {
+  bool same_file_here(const FileDesc& fd, const std::string& path, const image::FileIdentity& want) {
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return false;
-    FileKey key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
-    auto known = identities_.find(key);
-    if (known == identities_.end()) {
-      try {
-        FileDesc dup(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
-        known = identities_.emplace(key, image::identify(dup, "a file mapped here")).first;
-      } catch (const SysError&) {
-        return false;
-      }
+    try {
+      return image::same_file(want, identities_.of(fd.get(), path));
+    } catch (const SysError&) {
+      return false;
     }
-    return image::same_file(want, known->second);
   }
 
   // After close(fd) or close_range() succeeded at home: whether the body
@@ -1117,8 +1111,7 @@ class BodyServer {
   // a library several times) use them again.
   std::vector<std::pair<msg::MappedFile, FileDesc>> copies_;
   static constexpr uint64_t kCopyLimit = uint64_t{64} << 20;  // larger: the process goes home
-  using FileKey = std::tuple<dev_t, ino_t, off_t, int64_t>;  // device, inode, size, mtime
-  std::map<FileKey, image::FileIdentity> identities_;
+  image::IdentityCache identities_;  // of files this node maps for the body
   std::optional<msg::FwdResult> result_;
   bool cancel_sent_ = false;
   bool cancel_for_handler_ = false;  // a signal with a handler came while the call waited

@@ -27,7 +27,6 @@
 #include <deque>
 #include <map>
 #include <optional>
-#include <tuple>
 #include <unordered_map>
 
 #include "roam/capture.hpp"
@@ -116,8 +115,6 @@ class HomeAgent::Impl {
       auto prep = msg::decode<msg::MigPrepared>(prepared);
       st.prepare = us(Clock::now() - planned_at);
       st.populated_bytes = prep.populated_bytes;
-      // Files the target has another version of: their pages travel whole.
-      std::vector<uint64_t> mismatched = prep.mismatched;
 
       // The capture's injections (sigactions, timers: ~70 of them) run
       // with the process on this thread's CPU (see follow_agent_cpu).
@@ -126,9 +123,10 @@ class HomeAgent::Impl {
       st.capture = us(Clock::now() - frozen_->frozen_at);
       original_misc_ = frozen_->image.misc;
       pidfd_ = pidfd_of(pid_);
-      st.page_bytes = image::content_bytes(frozen_->image, mismatched);
+      // Files the target has another version of: their pages travel whole.
+      st.page_bytes = image::content_bytes(frozen_->image, prep.mismatched);
       auto sent_at = Clock::now();
-      st.image_bytes = send_image(ch, frozen_->image, pid_, mismatched);
+      st.image_bytes = send_image(ch, frozen_->image, pid_, prep.mismatched);
 
       auto reply = ch.recv(std::max(o_.link_timeout, std::chrono::milliseconds(msg::kPrepareWaitMs)));
       if (msg::peek_type(reply) == msg::Type::mig_refused)
@@ -741,8 +739,9 @@ class HomeAgent::Impl {
   // A private file mmap the body's node serves itself (kOfferDescribesFiles):
   // the errors the deputy's kernel would give (EBADF, EACCES, EPERM), else
   // the file's path and identity, for that node to map its own copy when it
-  // is the same file. Anything else than a regular file with content (a
-  // device, /proc, a deleted file) is left to home: the process comes home.
+  // is the same file or a copy read from here. Anything else than a regular
+  // file with content (a device, /proc, a deleted file) is left to home:
+  // the process comes home.
   void describe_mapped_file(const msg::FwdCall& c, msg::FwdResult& r) {
     int fd = deputy_fd(c.args[4]);
     int flags = fd < 0 ? -1 : ::fcntl(fd, F_GETFL);
@@ -776,19 +775,11 @@ class HomeAgent::Impl {
       r.unserved = fmt::format("mmap of {}, which has no path", path);
       return;
     }
-    // libc and friends are mapped several times per dlopen: identified once.
-    FileKey key{st.st_dev, st.st_ino, st.st_size, st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec};
-    auto known = identities_.find(key);
-    if (known == identities_.end()) {
-      try {
-        FileDesc mine(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-        known = identities_.emplace(key, image::identify(mine, path)).first;
-      } catch (const SysError& e) {
-        r.unserved = fmt::format("mmap of {}, which home cannot read: {}", path, e.what());
-        return;
-      }
+    try {
+      r.file = msg::MappedFile{path, identities_.of(fd, path)};
+    } catch (const SysError& e) {
+      r.unserved = fmt::format("mmap of {}, which home cannot read: {}", path, e.what());
     }
-    r.file = msg::MappedFile{path, known->second};
   }
 
   int deputy_fd(uint64_t arg) {
@@ -1123,8 +1114,7 @@ class HomeAgent::Impl {
   Channel ch_;
   ptrace::Tracee* deputy_ = nullptr;
   std::unordered_map<int, FileDesc> cache_;  // deputy fd number -> our copy
-  using FileKey = std::tuple<dev_t, ino_t, off_t, int64_t>;  // device, inode, size, mtime
-  std::map<FileKey, image::FileIdentity> identities_;
+  image::IdentityCache identities_;  // of files mapped away (describe_mapped_file)
   std::vector<uint64_t> sent_whole_;  // coming home: regions whose file changed here (HomePrepared)
   std::map<uint64_t, uint64_t> mirror_;      // mirrored page ranges in the deputy
   uint64_t mirrored_ = 0;

@@ -139,6 +139,20 @@ bool matches(const FileIdentity& id, const std::string& path) {
   return same_file(id, here);
 }
 
+const FileIdentity& IdentityCache::of(int fd, const std::string& name) {
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) throw SysError("stat " + name, errno);
+  auto key = std::make_tuple(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino),
+                             static_cast<uint64_t>(st.st_size), int64_t{st.st_mtim.tv_sec} * 1000000000 + st.st_mtim.tv_nsec);
+  auto known = known_.find(key);
+  if (known == known_.end()) {
+    FileDesc dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!dup) throw SysError("dup " + name, errno);
+    known = known_.emplace(key, identify(dup, name)).first;
+  }
+  return known->second;
+}
+
 bool same_file(const FileIdentity& id, const FileIdentity& here) {
   if (here.kind != id.kind || here.size != id.size || here.digest != id.digest) return false;
   return id.kind == DigestKind::blake2b || here.mtime_ns == id.mtime_ns;

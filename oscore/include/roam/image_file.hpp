@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "roam/fd.hpp"
@@ -46,5 +48,16 @@ FileIdentity identify(const FileDesc& fd, const std::string& name_for_errors);
 bool matches(const FileIdentity& id, const std::string& path);
 // The same rule for a file already identified here.
 bool same_file(const FileIdentity& id, const FileIdentity& here);
+
+// identify() once per version of a file (device, inode, size, mtime): a
+// dlopen maps a library four or five times.
+class IdentityCache {
+ public:
+  // The identity of the open file `fd`; SysError when it cannot be read.
+  const FileIdentity& of(int fd, const std::string& name_for_errors);
+
+ private:
+  std::map<std::tuple<uint64_t, uint64_t, uint64_t, int64_t>, FileIdentity> known_;
+};
 
 }  // namespace roam::image
