@@ -35,15 +35,19 @@ constexpr uint64_t kInjectionMask = ~kSynchronous;
 
 bool is_synchronous(int sig) { return sig >= 1 && sig <= 64 && (kSynchronous & sigbit(sig)) != 0; }
 
-// SigIgn from /proc/TID/status: the signals the process ignores.
-uint64_t ignored_signals(pid_t tid) {
+// A number from /proc/TID/status ("SigIgn:" in base 16, "Seccomp:" in
+// base 10), or `missing`.
+uint64_t status_number(pid_t tid, std::string_view key, int base, uint64_t missing) {
   std::ifstream status(fmt::format("/proc/{}/status", tid));
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("SigIgn:", 0) == 0) return std::stoull(line.substr(7), nullptr, 16);
+    if (line.rfind(key, 0) == 0) return std::stoull(line.substr(key.size()), nullptr, base);
   }
-  return 0;
+  return missing;
 }
+
+// The signals the process ignores.
+uint64_t ignored_signals(pid_t tid) { return status_number(tid, "SigIgn:", 16, 0); }
 
 }  // namespace
 
@@ -494,17 +498,11 @@ struct SigactionSlot {
 static_assert(sizeof(SigactionSlot) == 40);
 
 std::optional<std::array<KernelSigaction, 64>> sigactions_by_loop(RemoteSyscalls& rs) {
-  std::ifstream status(fmt::format("/proc/{}/status", rs.tracee().tid()));
-  std::string line;
-  bool filtered = true, trap_ignored = true;
-  while (std::getline(status, line)) {
-    if (line.rfind("Seccomp:", 0) == 0) filtered = std::stoi(line.substr(8)) != 0;
-    if (line.rfind("SigIgn:", 0) == 0) trap_ignored = (std::stoull(line.substr(7), nullptr, 16) & sigbit(SIGTRAP)) != 0;
-  }
+  pid_t tid = rs.tracee().tid();
   // The loop ends in an int3, whose SIGTRAP the kernel forces: that would
   // reset an ignored SIGTRAP's disposition (not a blocked one: SIGTRAP
   // stays unblocked while we inject).
-  if (filtered || trap_ignored) return std::nullopt;
+  if (status_number(tid, "Seccomp:", 10, 1) != 0 || (ignored_signals(tid) & sigbit(SIGTRAP)) != 0) return std::nullopt;
   long page = rs.syscall(SYS_mmap, 0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (page < 0 && page > -4096) return std::nullopt;
   RemotePtr<void> code(static_cast<std::uintptr_t>(page));
