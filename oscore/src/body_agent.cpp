@@ -1001,7 +1001,7 @@ class BodyServer {
     t.settle();
     msg::GoingHome gh{reason, 0, pending_signals(), {}};
     if (auto u = used_so_far()) gh.used = *u;
-    image::Frozen f = image::capture_stopped(std::move(t), {.contents = false});
+    image::Frozen f = image::capture_stopped(std::move(t), {.contents = false, .body_filter = true});
     std::vector<uint64_t> mismatched = going_ ? going_->mismatched : std::vector<uint64_t>{};
     gh.image_bytes = image::content_bytes(f.image, mismatched);
     send(gh);

@@ -2,6 +2,7 @@
 
 #include <linux/audit.h>
 #include <linux/seccomp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -146,9 +147,28 @@ std::vector<sock_filter> build_body_filter(const BodyFilterOptions& o) {
   size_t anon = a.jump(BPF_JMP | BPF_JSET | BPF_K, MAP_ANONYMOUS);
   leaves.push_back({anon, true, true});
   leaves.push_back({anon, false, false});
+  // 3b. rt_sigaction is local (handlers live in the body) unless it sets
+  //     SIGCHLD (decide_rt_sigaction): a signal (arg 0) other than SIGCHLD,
+  //     or no new action (arg 1 NULL), is allowed here. The accumulator
+  //     still holds the number.
+  a.set_false(not_mmap_target_fix, a.here());
+  size_t is_sigaction = a.jump(BPF_JMP | BPF_JEQ | BPF_K, SYS_rt_sigaction);
+  a.set_true(is_sigaction, a.here());
+  a.stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args));
+  size_t chld = a.jump(BPF_JMP | BPF_JEQ | BPF_K, SIGCHLD);
+  leaves.push_back({chld, false, true});
+  a.set_true(chld, a.here());
+  a.stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args) + 8);
+  size_t act_lo = a.jump(BPF_JMP | BPF_JEQ | BPF_K, 0);
+  leaves.push_back({act_lo, false, false});
+  a.set_true(act_lo, a.here());
+  a.stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, args) + 12);
+  size_t act_hi = a.jump(BPF_JMP | BPF_JEQ | BPF_K, 0);
+  leaves.push_back({act_hi, true, true});
+  leaves.push_back({act_hi, false, false});
   // 4. The number: x32 numbers to the agent, then the search over local ranges.
   size_t search_start = a.here();
-  a.set_false(not_mmap_target_fix, search_start);
+  a.set_false(is_sigaction, search_start);
   a.stmt(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr));
   size_t x32 = a.jump(BPF_JMP | BPF_JSET | BPF_K, kX32Bit);
   leaves.push_back({x32, true, false});

@@ -21,7 +21,7 @@ namespace roam::image {
 
 void fill_timers(ptrace::RemoteSyscalls& rs, ProcessImage& image);
 
-void fill_injected(ptrace::Tracee& tracee, ProcessImage& image) {
+void fill_injected(ptrace::Tracee& tracee, ProcessImage& image, bool body_filter) {
   ptrace::Regs regs = tracee.regs();
   Registers r;
   r.gp.resize(sizeof regs);
@@ -45,7 +45,7 @@ void fill_injected(ptrace::Tracee& tracee, ProcessImage& image) {
   ptrace::RemoteSyscalls rs(tracee, ptrace::SyscallSite::any, ptrace::StepMode::single_step);
   static_assert(kSignals == 64);
   std::array<SigAction, kSignals> actions{};
-  std::array<ptrace::KernelSigaction, 64> all = ptrace::all_sigactions(rs);
+  std::array<ptrace::KernelSigaction, 64> all = ptrace::all_sigactions(rs, body_filter);
   for (size_t i = 0; i < kSignals; ++i) actions[i] = SigAction{all[i].handler, all[i].flags, all[i].restorer, all[i].mask};
   image.sigactions = actions;
   image.mm.brk = ptrace::current_brk(rs).addr();
@@ -145,7 +145,7 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options) {
   Migratability m;
   try {
     vmas = read_maps(pid);
-    m = migratable(pid, static_cast<pid_t>(::gettid()), vmas);
+    m = migratable(pid, static_cast<pid_t>(::gettid()), vmas, options.body_filter);
   } catch (const SysError&) {
     m = migratable(pid, static_cast<pid_t>(::gettid()));  // the reason, for a process that went
     if (m) throw;
@@ -153,7 +153,7 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options) {
   if (!m) throw UserError(fmt::format("process {} cannot migrate: {}", pid, m.reason));
   f.image = capture_from_proc(pid, options, std::move(vmas));
   f.times.proc = since(mark);
-  fill_injected(f.tracee, f.image);
+  fill_injected(f.tracee, f.image, options.body_filter);
   f.times.injected = since(mark);
   if (options.contents) fill_pages(pid, f.image);
   f.times.pages = since(mark);

@@ -52,7 +52,7 @@ std::optional<std::string> unmovable_region(const Vma& v) {
   return std::nullopt;
 }
 
-Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas) {
+Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas, bool body_filter) {
   std::vector<std::string> stat = proc::stat_fields(proc::read_file(pid, "stat"));
   if (stat.size() < 21) throw FormatError(fmt::format("short /proc/{}/stat", pid));
   const std::string& state = stat[3];
@@ -66,6 +66,11 @@ Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas) {
   uint64_t tracer = proc::status_number(status, "TracerPid");
   if (tracer != 0 && tracer != static_cast<uint64_t>(own_tracer))
     return refuse(fmt::format("is being traced by process {}", tracer));
+  // A sandbox the program put itself in (or was started in) would not
+  // follow it: the body would run without it.
+  uint64_t seccomp = proc::status_number(status, "Seccomp");
+  if (seccomp == 1) return refuse("runs in seccomp strict mode");
+  if (seccomp != 0 && !body_filter) return refuse("runs under a seccomp filter, which roam cannot carry");
 
   std::vector<Vma> read;
   if (!vmas) vmas = &(read = read_maps(pid));
@@ -74,9 +79,9 @@ Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas) {
   return {true, {}};
 }
 
-Migratability checked(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas) {
+Migratability checked(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas, bool body_filter) {
   try {
-    return check(pid, own_tracer, vmas);
+    return check(pid, own_tracer, vmas, body_filter);
   } catch (const SysError& e) {
     if (e.err() == ENOENT || e.err() == ESRCH) return refuse(fmt::format("process {} does not exist", pid));
     if (e.err() == EACCES || e.err() == EPERM) return refuse(fmt::format("process {} is not ours to inspect", pid));
@@ -86,10 +91,10 @@ Migratability checked(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas)
 
 }  // namespace
 
-Migratability migratable(pid_t pid, pid_t own_tracer) { return checked(pid, own_tracer, nullptr); }
+Migratability migratable(pid_t pid, pid_t own_tracer) { return checked(pid, own_tracer, nullptr, false); }
 
-Migratability migratable(pid_t pid, pid_t own_tracer, const std::vector<Vma>& vmas) {
-  return checked(pid, own_tracer, &vmas);
+Migratability migratable(pid_t pid, pid_t own_tracer, const std::vector<Vma>& vmas, bool body_filter) {
+  return checked(pid, own_tracer, &vmas, body_filter);
 }
 
 }  // namespace roam::image

@@ -497,12 +497,13 @@ struct SigactionSlot {
 };
 static_assert(sizeof(SigactionSlot) == 40);
 
-std::optional<std::array<KernelSigaction, 64>> sigactions_by_loop(RemoteSyscalls& rs) {
+std::optional<std::array<KernelSigaction, 64>> sigactions_by_loop(RemoteSyscalls& rs, bool filter_allows_reads) {
   pid_t tid = rs.tracee().tid();
   // The loop ends in an int3, whose SIGTRAP the kernel forces: that would
   // reset an ignored SIGTRAP's disposition (not a blocked one: SIGTRAP
   // stays unblocked while we inject).
-  if (status_number(tid, "Seccomp:", 10, 1) != 0 || (ignored_signals(tid) & sigbit(SIGTRAP)) != 0) return std::nullopt;
+  if ((!filter_allows_reads && status_number(tid, "Seccomp:", 10, 1) != 0) || (ignored_signals(tid) & sigbit(SIGTRAP)) != 0)
+    return std::nullopt;
   long page = rs.syscall(SYS_mmap, 0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (page < 0 && page > -4096) return std::nullopt;
   RemotePtr<void> code(static_cast<std::uintptr_t>(page));
@@ -527,8 +528,8 @@ std::optional<std::array<KernelSigaction, 64>> sigactions_by_loop(RemoteSyscalls
 
 }  // namespace
 
-std::array<KernelSigaction, 64> all_sigactions(RemoteSyscalls& rs) {
-  if (auto fast = sigactions_by_loop(rs)) return *fast;
+std::array<KernelSigaction, 64> all_sigactions(RemoteSyscalls& rs, bool filter_allows_reads) {
+  if (auto fast = sigactions_by_loop(rs, filter_allows_reads)) return *fast;
   std::array<KernelSigaction, 64> out{};
   for (int sig = 1; sig <= 64; ++sig) out[static_cast<size_t>(sig - 1)] = sigaction_of(rs, sig);
   return out;

@@ -37,7 +37,7 @@ TEST(BodyFilter, EveryNumberFollowsTheTable) {
   auto p = build_body_filter({});
   EXPECT_LT(p.size(), 400u);
   for (int nr = -2; nr < 600; ++nr) {
-    if (nr == SYS_mmap) continue;  // argument-dependent, below
+    if (nr == SYS_mmap || nr == SYS_rt_sigaction) continue;  // argument-dependent, below
     bool local = disposition_of(nr) == Disposition::local;
     EXPECT_EQ(eval(p, nr), local ? SECCOMP_RET_ALLOW : SECCOMP_RET_USER_NOTIF)
         << "nr " << nr << " (" << (syscall_info(nr) ? syscall_info(nr)->name : "unknown") << ")";
@@ -63,6 +63,18 @@ TEST(BodyFilter, AnonymousPrivateMmapIsLocalTheRestIsNot) {
   EXPECT_EQ(eval(p, SYS_mmap, 0x1000, validate), SECCOMP_RET_USER_NOTIF);
   uint64_t private_file[6] = {0, 4096, PROT_READ, MAP_PRIVATE, 3, 0};
   EXPECT_EQ(eval(p, SYS_mmap, 0x1000, private_file), SECCOMP_RET_USER_NOTIF);
+}
+
+TEST(BodyFilter, SigactionIsLocalButSettingSigchld) {
+  auto p = build_body_filter({});
+  uint64_t set_usr1[6] = {SIGUSR1, 0x7ffd00001000, 0, 8, 0, 0};
+  EXPECT_EQ(eval(p, SYS_rt_sigaction, 0x1000, set_usr1), SECCOMP_RET_ALLOW);
+  uint64_t read_chld[6] = {SIGCHLD, 0, 0x7ffd00001000, 8, 0, 0};
+  EXPECT_EQ(eval(p, SYS_rt_sigaction, 0x1000, read_chld), SECCOMP_RET_ALLOW);
+  uint64_t set_chld[6] = {SIGCHLD, 0x7ffd00001000, 0, 8, 0, 0};
+  EXPECT_EQ(eval(p, SYS_rt_sigaction, 0x1000, set_chld), SECCOMP_RET_USER_NOTIF);
+  uint64_t set_chld_high[6] = {SIGCHLD, 0x100000000, 0, 8, 0, 0};  // a pointer with only high bits
+  EXPECT_EQ(eval(p, SYS_rt_sigaction, 0x1000, set_chld_high), SECCOMP_RET_USER_NOTIF);
 }
 
 TEST(BodyFilter, TrampolineMayCallAnything) {

@@ -10,6 +10,8 @@
 
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <signal.h>
@@ -722,6 +724,20 @@ TEST(Migratable, SealedRegionsAreRefused) {
   uint64_t at = child.report<AnonReport>().base;
   if (at == 0) GTEST_SKIP() << "this kernel has no mseal";
   EXPECT_EQ(text_of(migratable(child.pid())), fmt::format("has a sealed region (mseal) at {:#x}-{:#x}", at, at + kPageSize));
+}
+
+TEST(Migratable, SeccompFilteredProcessesAreRefused) {
+  // Its sandbox would not follow it: the body would run without the filter.
+  Child child([] {
+    sock_filter allow{BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW};
+    sock_fprog prog{1, &allow};
+    check(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "prctl");
+    check(::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0, "seccomp");
+    return std::string();
+  });
+  EXPECT_EQ(text_of(migratable(child.pid())), "runs under a seccomp filter, which roam cannot carry");
+  // A body's filter is roam's own.
+  EXPECT_EQ(text_of(migratable(child.pid(), 0, read_maps(child.pid()), true)), "OK");
 }
 
 TEST(Migratable, TracedZombieKernelThreadAndMissing) {

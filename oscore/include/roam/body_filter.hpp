@@ -5,6 +5,8 @@
 // SECCOMP_RET_USER_NOTIF for the remote agent. Two exceptions are decided in
 // the filter itself because they are frequent and cheap to check:
 //   - anonymous private mmap (malloc's big blocks) is allowed;
+//   - rt_sigaction is allowed unless it sets SIGCHLD's action (reading any
+//     action, or setting another, is the body's own business);
 //   - any call made from the agent's trampoline (an instruction-pointer
 //     range) is allowed, so the agent can inject calls into the body.
 #pragma once

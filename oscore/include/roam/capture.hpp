@@ -41,7 +41,8 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options = {}
 // mm.brk, clear_child_tid, rseq, robust_list when /proc could not, and the
 // blocked mask as the thread will really run with it) from a tracee in an
 // interrupt-stop. Puts everything it changed in the tracee back.
-void fill_injected(ptrace::Tracee& tracee, ProcessImage& image);
+// `body_filter`: as CaptureOptions::body_filter.
+void fill_injected(ptrace::Tracee& tracee, ProcessImage& image, bool body_filter = false);
 
 // The runs whose contents an image must carry (runs_to_send, with the
 // regions of deleted files, which a restore cannot open, sent whole, and so

@@ -185,6 +185,10 @@ struct CaptureOptions {
   // the stopped process, for a sender that reads them as it sends
   // (pages_to_send, read_pages), so no copy of the whole image is made.
   bool contents = true;
+  // The process runs under roam's body filter (a body going home): its
+  // seccomp filter is not the program's (migratable() refuses those), and
+  // it lets rt_sigaction reads through from anywhere (all_sigactions).
+  bool body_filter = false;
 };
 
 // Everything /proc and a few ptrace-free calls (prlimit, get_robust_list)

@@ -276,11 +276,13 @@ struct AltStack {
 // SysError if the call fails in the tracee.
 pid_t remote_getpid(RemoteSyscalls& rs);
 KernelSigaction sigaction_of(RemoteSyscalls& rs, int sig);  // rt_sigaction(sig, NULL, &old, 8)
-// The dispositions of signals 1-64. A tracee without a seccomp filter of
-// its own runs a small loop placed in a page mapped for it (three stops in
-// all: mmap, the run, munmap); otherwise, or if that page cannot be mapped
-// executable (MDWE, an LSM), one injected rt_sigaction each (64 stops).
-std::array<KernelSigaction, 64> all_sigactions(RemoteSyscalls& rs);
+// The dispositions of signals 1-64. A tracee without a seccomp filter (or
+// whose filter lets rt_sigaction(sig, NULL, &old) through from anywhere:
+// `filter_allows_reads`, roam's body filter) runs a small loop placed in a
+// page mapped for it (three stops in all: mmap, the run, munmap); otherwise,
+// or if that page cannot be mapped executable (MDWE, an LSM), one injected
+// rt_sigaction each (64 stops).
+std::array<KernelSigaction, 64> all_sigactions(RemoteSyscalls& rs, bool filter_allows_reads = false);
 RemotePtr<void> current_brk(RemoteSyscalls& rs);            // brk(0)
 RemotePtr<void> tid_address(RemoteSyscalls& rs);            // prctl(PR_GET_TID_ADDRESS)
 AltStack sigaltstack_of(RemoteSyscalls& rs);                // sigaltstack(NULL, &old)
