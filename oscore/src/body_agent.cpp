@@ -695,8 +695,14 @@ class BodyServer {
     switch (nr) {
       case SYS_rt_sigaction:
         // Dispositions live in the body: the deputy never runs a handler,
-        // and a signal for the home pid is relayed here.
-        return answer_continue(id);
+        // and a signal for the home pid is relayed here. Setting SIGCHLD's
+        // (the only one the filter shows) is the home kernel's business
+        // too: SIG_IGN and SA_NOCLDWAIT make it reap the children, which
+        // live at home, itself, and SA_NOCLDSTOP keeps their stops quiet.
+        // The deputy gets it first; then the body's own call sets the
+        // body's (await_result CONTINUEs it).
+        if (static_cast<int>(args[0]) != SIGCHLD || args[1] == 0) return answer_continue(id);
+        break;
       case SYS_mmap:
         // Home says which file it is (map_here), or the process goes there.
         if ((offer_.flags & msg::kOfferDescribesFiles) == 0) return go_home("mmap of a file", id);
@@ -778,6 +784,9 @@ class BodyServer {
     switch (o.nr) {
       case SYS_mmap:
         return map_here(o, r);
+      case SYS_rt_sigaction:
+        if (r.value == 0) return answer_continue(o.id);  // set at home: now in the body
+        break;
       case SYS_close:
       case SYS_close_range:
         // Closed at home: a copy of the file this node placed in the body

@@ -728,6 +728,53 @@ PY
 }
 file_versions_cleanup() { cluster_down; }
 
+atf_test_case sigchld_ignored_away cleanup
+sigchld_ignored_away_head() {
+  atf_set descr "SIGCHLD set to SIG_IGN while away reaches home, whose kernel then reaps the children itself: a child at home leaves no zombie and wait() says ECHILD"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 120
+}
+sigchld_ignored_away_body() {
+  roam_init
+  cluster_up 2
+  cat >chld.py <<'PY'
+import os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+r, w = os.pipe()
+kid = os.fork()
+if kid == 0:
+    os.close(w)
+    os.read(r, 1)
+    os._exit(0)
+os.close(r)
+print("READY", kid, flush=True)
+signal.sigwait({signal.SIGUSR1})
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+os.write(w, b"x")  # the child, at home, exits now
+time.sleep(0.3)
+print("GONE", not os.path.exists(f"/proc/{kid}"), flush=True)
+try:
+    os.waitpid(kid, 0)
+    print("WAIT reaped a zombie", flush=True)
+except ChildProcessError:
+    print("WAIT ECHILD", flush=True)
+signal.sigwait({signal.SIGUSR1})
+PY
+  pid=$(job_start 1 chld python3 "$PWD/chld.py")
+  wait_line chld.out '^READY'
+  migrate_ok 1 "$pid" 2
+  on_node 1 kill -USR1 "$pid"
+  wait_line chld.out '^WAIT'
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "the process went home"
+  on_node 1 kill -USR1 "$pid"
+  expect_status chld 0
+  cat chld.out
+  grep -qx "GONE True" chld.out || atf_fail "the child stayed a zombie at home"
+  grep -qx "WAIT ECHILD" chld.out || atf_fail "wait() found the child that SIG_IGN should have reaped"
+}
+sigchld_ignored_away_cleanup() { cluster_down; }
+
 atf_test_case clocks cleanup
 clocks_head() {
   atf_set descr "CLOCK_MONOTONIC and CLOCK_BOOTTIME never jump across nodes whose clocks differ by 1000 s"
@@ -1083,6 +1130,7 @@ atf_init_test_cases() {
   atf_add_test_case scripts
   atf_add_test_case dlopen_away
   atf_add_test_case file_versions
+  atf_add_test_case sigchld_ignored_away
   atf_add_test_case clocks
   atf_add_test_case cpu_clocks
   atf_add_test_case timers
