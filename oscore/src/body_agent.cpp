@@ -138,7 +138,7 @@ class BodyServer {
       return std::move(out_);
     }
     try {
-      auto go = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(msg::kPrepareWaitMs)));
+      auto go = ch_.recv(msg::prepare_wait(link_timeout_));
       if (msg::peek_type(go) != msg::Type::mig_go) throw LinkLost{"home did not commit the move"};
       before_ = msg::decode<msg::MigGo>(go).before;
       ::sched_setaffinity(body_, sizeof node_cpus_, &node_cpus_);
@@ -436,7 +436,7 @@ class BodyServer {
     // (faulting in a big process's memory takes seconds): it gets the bound
     // a remote gets to prepare for a move out.
     bool preparing = going_ && !going_->prepared;
-    auto limit = preparing ? std::max(link_timeout_, std::chrono::milliseconds(msg::kPrepareWaitMs)) : link_timeout_;
+    auto limit = preparing ? msg::prepare_wait(link_timeout_) : link_timeout_;
     if (now - ch_.last_heard() > limit)
       throw LinkLost{fmt::format("no word from home for {} ms{}", limit.count(),
                                  preparing ? " (while it prepared for the coming home)" : "")};
@@ -1022,7 +1022,7 @@ class BodyServer {
     msg::HomeDone done;
     msg::BodyGone gone;
     for (;;) {
-      auto body = ch_.recv(std::max(link_timeout_, std::chrono::milliseconds(msg::kPrepareWaitMs)));
+      auto body = ch_.recv(msg::prepare_wait(link_timeout_));
       auto t2 = msg::peek_type(body);
       if (t2 == msg::Type::home_done) {
         done = msg::decode<msg::HomeDone>(body);

@@ -109,7 +109,7 @@ class HomeAgent::Impl {
       offer.boottime_ns = clock_ns(CLOCK_BOOTTIME);
       ch.send_msg(offer);
       send_image(ch, plan);
-      auto prepared = ch.recv(std::max(o_.link_timeout, std::chrono::milliseconds(msg::kPrepareWaitMs)));
+      auto prepared = ch.recv(msg::prepare_wait(o_.link_timeout));
       if (msg::peek_type(prepared) == msg::Type::mig_refused)
         throw UserError(msg::decode<msg::MigRefused>(prepared).reason);
       auto prep = msg::decode<msg::MigPrepared>(prepared);
@@ -128,7 +128,7 @@ class HomeAgent::Impl {
       auto sent_at = Clock::now();
       st.image_bytes = send_image(ch, frozen_->image, pid_, prep.mismatched);
 
-      auto reply = ch.recv(std::max(o_.link_timeout, std::chrono::milliseconds(msg::kPrepareWaitMs)));
+      auto reply = ch.recv(msg::prepare_wait(o_.link_timeout));
       if (msg::peek_type(reply) == msg::Type::mig_refused)
         throw UserError(msg::decode<msg::MigRefused>(reply).reason);
       auto ready = msg::decode<msg::MigReady>(reply);

@@ -35,7 +35,9 @@
 //                                          link timeout ends both sides
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -57,6 +59,11 @@ inline constexpr uint32_t kMaxFwdRegions = 1024;
 // other lays a process out or restores it (faulting in a big process's
 // memory takes seconds).
 inline constexpr int64_t kPrepareWaitMs = 120000;
+// How long a side waits for the other to prepare or restore: the link
+// timeout, but never less than kPrepareWaitMs.
+inline std::chrono::milliseconds prepare_wait(std::chrono::milliseconds link_timeout) {
+  return std::max(link_timeout, std::chrono::milliseconds(kPrepareWaitMs));
+}
 inline constexpr uint64_t kMaxFwdBytes = 64ull << 20;  // all regions of one call together
 
 // tool -> mosd, and tool -> the process's home agent.
