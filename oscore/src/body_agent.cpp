@@ -854,7 +854,9 @@ class BodyServer {
     if (r.value < 0) return answer_value(o.id, r.value);
     if (!r.file) return go_home("mmap of a file", o.id);
     const std::string& path = r.file->path;
-    FileDesc local(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    // Non-blocking: a FIFO by that name here must not hang the agent in
+    // open (same_file_here then refuses it, as anything not regular).
+    FileDesc local(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
     int src = local.get();
     const char* how = "this node has the same file";
     if (!local || !same_file_here(local, path, r.file->identity)) {
