@@ -391,7 +391,8 @@ class BodyServer {
       if (!home_requested_ && expel_asked()) home_requested_ = true;
       if (going_ && going_->prepared) {
         std::optional<uint64_t> notif = going_->notif;
-        return freeze_home(going_->reason, notif);
+        freeze_home(going_->reason, notif, going_->forced);
+        continue;  // ended_, or home failed and the body runs on here
       }
       if (home_requested_ && !going_) go_home(home_reason_.empty() ? "asked home" : home_reason_, std::nullopt);
       if (ended_) return;
@@ -983,11 +984,12 @@ class BodyServer {
   // that needs home) waits, and is re-issued at home. Otherwise the body is
   // frozen at once.
   void go_home(const std::string& reason, std::optional<uint64_t> notif) {
-    if ((offer_.flags & msg::kOfferHomePrepares) == 0) return freeze_home(reason, notif);
+    if ((offer_.flags & msg::kOfferHomePrepares) == 0) return freeze_home(reason, notif, notif && !home_requested_);
     if (going_) {
       if (notif) going_->notif = notif;
       return;
     }
+    bool forced = notif && !home_requested_;
     home_requested_ = true;
     if (home_reason_.empty()) home_reason_ = reason;
     image::ProcessImage plan;
@@ -996,16 +998,16 @@ class BodyServer {
     } catch (const std::exception& e) {
       // It may be on its way out: the freeze finds out.
       out_.log.push_back(fmt::format("no plan of the body for home ({}): frozen at once", e.what()));
-      return freeze_home(reason, notif);
+      return freeze_home(reason, notif, forced);
     }
     send(msg::HomePlan{reason, image::content_bytes(plan)});
     send_image(ch_, plan);
-    going_ = Going{reason, notif, false};
+    going_ = Going{reason, notif, forced};
   }
 
   // Freezes the body (answering `notif` with a restart so the call is
   // re-issued at home), sends its image, and ends it once home has it.
-  void freeze_home(const std::string& reason, std::optional<uint64_t> notif) {
+  void freeze_home(const std::string& reason, std::optional<uint64_t> notif, bool forced) {
     Tracee t = Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill});
     t.request_interrupt();
     if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
@@ -1037,18 +1039,46 @@ class BodyServer {
       if (t2 != msg::Type::keepalive && t2 != msg::Type::come_home && t2 != msg::Type::fwd_cancel)
         throw LinkLost{fmt::format("unexpected {} while going home", msg::type_name(t2))};
     }
-    if (done.ok) send(gone);
+    if (!done.ok) return run_on(f, gone, done.error, forced);
+    send(gone);
     int status = image::kill_frozen(f);
     body_reaped_ = true;
     out_.body_status = status;
     ended_ = true;
-    if (done.ok) {
-      out_.end = BodyOutcome::End::went_home;
-      out_.message = fmt::format("went home: {}", reason);
-    } else {
-      out_.end = BodyOutcome::End::failed;
-      out_.message = fmt::format("going home failed: {}", done.error);
+    out_.end = BodyOutcome::End::went_home;
+    out_.message = fmt::format("went home: {}", reason);
+  }
+
+  // Home could not restore the body (and released its deputy again): the
+  // body runs on here, with the signals home relayed meanwhile. A call that
+  // needed home (`forced`) fails as it would where memory is short: fork,
+  // vfork and clone with EAGAIN, anything else with ENOMEM. Any other call
+  // the freeze interrupted is re-issued, as after a signal.
+  void run_on(image::Frozen& f, const msg::BodyGone& relayed, const std::string& why, bool forced) {
+    std::string fate = "; it runs on here";
+    if (forced) {
+      ptrace::Regs r = f.tracee.regs();
+      long nr = static_cast<long>(r.orig_rax);
+      int err = nr == SYS_fork || nr == SYS_vfork || nr == SYS_clone || nr == SYS_clone3 ? EAGAIN : ENOMEM;
+      constexpr auto kRestart = static_cast<uint64_t>(-static_cast<int64_t>(kERestartNoIntr));
+      bool restarting = r.rax == kRestart;
+      if (!restarting && r.rax == r.orig_rax) {
+        r.rip += 2;  // the kernel already rewound it to the syscall instruction
+        restarting = true;
+      }
+      if (restarting) {
+        r.rax = static_cast<uint64_t>(-static_cast<int64_t>(err));
+        f.tracee.set_regs(r);
+        fate = fmt::format("; it runs on here and its {} fails with {}", syscall_name(nr),
+                           err == EAGAIN ? "EAGAIN" : "ENOMEM");
+      }
     }
+    f.tracee.detach();
+    for (const auto& raw : relayed.signals) deliver(msg::FwdSignal{raw});
+    out_.log.push_back(fmt::format("going home failed: {}{}", why, fate));
+    going_.reset();
+    home_requested_ = false;
+    home_reason_.clear();
   }
 
   // Signals queued at the stopped body and not yet delivered (blocked, or
@@ -1131,6 +1161,7 @@ class BodyServer {
   struct Going {
     std::string reason;
     std::optional<uint64_t> notif;  // the call the body waits in, to re-issue at home
+    bool forced = false;            // that call is why it goes (it needs home)
     bool prepared = false;          // home answered the plan: freeze now
     std::vector<uint64_t> mismatched;  // regions whose file home has another version of
   };

@@ -33,6 +33,7 @@
 #include "roam/cpu_features.hpp"
 #include "roam/error.hpp"
 #include "roam/image_codec.hpp"
+#include "roam/image_maps.hpp"
 #include "roam/image_migratable.hpp"
 #include "roam/image_proc.hpp"
 #include "roam/log.hpp"
@@ -1062,18 +1063,37 @@ class HomeAgent::Impl {
   void receive_home(const msg::GoingHome& gh) {
     auto t0 = Clock::now();
     ImageReceiver rx(ch_, o_.link_timeout);
+    image::ProcessImage img;
     try {
-      image::ProcessImage img = rx.header();
-      img.misc = original_misc_;
-      mirror_.clear();
-      mirrored_ = 0;
-      if (prepared_) restore::restore_into(*deputy_, img, rx.pages(), *prepared_);
-      else restore::restore_into(*deputy_, img, rx.pages(), sent_whole_);
-      prepared_.reset();
-    } catch (const std::exception& e) {
-      send(msg::HomeDone{false, e.what()});
-      throw LinkLost{fmt::format("restoring the body at home failed: {}", e.what())};
+      img = rx.header();
+    } catch (const wire::DecodeError& e) {
+      throw LinkLost{fmt::format("bad image of the body coming home: {}", e.what())};
     }
+    img.misc = original_misc_;
+    mirror_.clear();
+    mirrored_ = 0;
+    std::optional<std::string> failed;
+    try {
+      restore::PageSource pages = rx.pages();
+      if (o_.fail_restore && o_.fail_restore()) {
+        pages = [inner = std::move(pages), runs = 0]() mutable {
+          if (++runs > 1) throw restore::RestoreError("fault injected after the first run of pages (agents/PID.fault)");
+          return inner();
+        };
+      }
+      if (prepared_) restore::restore_into(*deputy_, img, pages, *prepared_);
+      else restore::restore_into(*deputy_, img, pages, sent_whole_);
+    } catch (const ptrace::TraceeDied&) {
+      throw;
+    } catch (const ChannelError&) {
+      throw;
+    } catch (const wire::DecodeError& e) {
+      throw LinkLost{fmt::format("bad image of the body coming home: {}", e.what())};
+    } catch (const std::exception& e) {
+      failed = e.what();
+    }
+    prepared_.reset();
+    if (failed) return home_failed(*failed, rx, img);
     own_cpus_again();
     out_.home_restore = us(Clock::now() - t0);
     if (auto here = usage_of(pid_)) out_.away_usage = beyond(gh.used, *here);
@@ -1103,6 +1123,57 @@ class HomeAgent::Impl {
     ended_ = true;
     out_.end = HomeOutcome::End::home;
     out_.message = gh.reason;
+  }
+
+  // The restore at home failed part way (no memory here, a file that
+  // changed since the plan, ...): the deputy holds some of the body's
+  // regions and state. It is released again and the body, still frozen at
+  // its node, runs on there; the process stays where it was. Only when the
+  // deputy cannot be released again does the process end.
+  void home_failed(const std::string& why, ImageReceiver& rx, const image::ProcessImage& img) {
+    rx.drain();  // the rest of the pages: the link must be at a message boundary again
+    try {
+      release_again(img);
+    } catch (const ptrace::TraceeDied&) {
+      throw;
+    } catch (const std::exception& e) {
+      send(msg::HomeDone{false, why});
+      throw LinkLost{fmt::format("restoring the body at home failed ({}), and so did releasing the deputy again: {}",
+                                 why, e.what())};
+    }
+    send(msg::HomeDone{false, why});
+    come_home_sent_ = false;
+    sent_whole_.clear();
+    own_cpus_again();
+    log_.push_back(fmt::format("coming home failed, the body runs on at its node: {}", why));
+    if (o_.on_home_failed) o_.on_home_failed(why);
+  }
+
+  // What release_memory() leaves, from a deputy in any state a failed
+  // restore leaves: the body's rseq unregistered, its timers disarmed and
+  // deleted, every region but the kernel's (vDSO, vvar) unmapped, a fresh
+  // scratch page, every signal blocked.
+  void release_again(const image::ProcessImage& img) {
+    Regs r = deputy_->regs();
+    r.rsp = 0;  // injections take no scratch from a stack that may be gone
+    deputy_->set_regs(r);
+    {
+      RemoteSyscalls rs(*deputy_, ptrace::SyscallSite::vdso);
+      if (img.rseq) rs.syscall(SYS_rseq, img.rseq->addr, img.rseq->len, 1, img.rseq->signature);  // if registered
+      long page = rs.syscall(SYS_mmap, 0, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (page < 0 && page > -4096) throw SysError("mmap of the deputy's scratch page", static_cast<int>(-page));
+      scratch_ = static_cast<uint64_t>(page);
+      itimerval zero{};
+      deputy_->write_mem(RemotePtr<void>(scratch_), std::as_bytes(std::span(&zero, 1)));
+      for (int which = 0; which < 3; ++which) rs.syscall(SYS_setitimer, which, scratch_, 0);
+      for (const auto& t : img.posix_timers) rs.syscall(SYS_timer_delete, t.id);
+      for (const image::Vma& v : image::read_maps(pid_)) {
+        if (v.kernel_provided() || v.start == scratch_) continue;
+        long rc = rs.syscall(SYS_munmap, v.start, v.end - v.start);
+        if (rc != 0) throw SysError(fmt::format("munmap of {:#x}-{:#x} in the deputy", v.start, v.end), static_cast<int>(-rc));
+      }
+    }
+    deputy_->set_signal_mask(~uint64_t{0});
   }
 
   pid_t pid_;

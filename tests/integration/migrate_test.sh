@@ -1110,6 +1110,81 @@ SH
 }
 real_programs_cleanup() { cluster_down; }
 
+atf_test_case home_restore_fails cleanup
+home_restore_fails_head() {
+  atf_set descr "a coming home whose restore fails at home (a fault injected after the first run of pages) leaves the process computing at its node with its deputy released again; asked again, it comes home and moves on as usual"
+  atf_set require.user root
+  atf_set timeout 240
+}
+home_restore_fails_body() {
+  roam_init
+  cluster_up 3
+  pid=$(job_start 1 hf "$(wl mem_pattern)" 64)
+  wait_line hf.out '^READY'
+  migrate_ok 1 "$pid" 2
+  on_node 1 sh -c "echo home-restore >/run/roam/agents/$pid.fault"
+  atf_check -s exit:1 -o ignore -e "match:process $pid stays at node 2: coming home failed: fault injected after the first run of pages" \
+    mosctl cluster exec 1 -- migrate "$pid" home
+  on_node 1 test ! -e "/run/roam/agents/$pid.fault" || atf_fail "the fault was not taken"
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "mosps does not show $pid at node 2 after the failed coming home"
+  [ -n "$(body_pid 2)" ] || atf_fail "no body runs on node 2 after the failed coming home"
+  # The deputy holds part of the 64 MiB the restore had mapped: released again.
+  rss=$(on_node 1 mosps --json | python3 -c "import json,sys; print(next(p['rss'] for p in json.load(sys.stdin) if p['pid']==$pid))")
+  [ "$rss" -lt 262144 ] || atf_fail "the deputy still holds $rss bytes after the failed coming home"
+  # The same deputy takes a full restore on the way to node 3, then home.
+  migrate_ok 1 "$pid" 3
+  [ -z "$(body_pid 2)" ] || atf_fail "a body is left on node 2"
+  migrate_ok 1 "$pid" home
+  on_node 1 kill -USR1 "$pid"
+  expect_status hf 0
+  atf_check -o "match:^PASS$" cat hf.out
+  grep -q "coming home failed, the body runs on at its node: fault injected" "$(mosd_log 1)" ||
+    atf_fail "node 1's mosd log does not tell the failed coming home"
+  grep -q "going home failed: fault injected.*; it runs on here" "$(mosd_log 2)" ||
+    atf_fail "node 2's mosd log does not tell that the body ran on"
+}
+home_restore_fails_cleanup() { cluster_down; }
+
+atf_test_case forced_home_fails cleanup
+forced_home_fails_head() {
+  atf_set descr "a fork while away whose coming home fails at home (injected fault) fails with EAGAIN and the process runs on at its node; its next fork goes home and succeeds"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 180
+}
+forced_home_fails_body() {
+  roam_init
+  cluster_up 2
+  cat >forks.py <<'PY'
+import errno, os, sys, time
+print("READY", flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+for attempt in (1, 2):
+    try:
+        child = os.fork()
+    except OSError as e:
+        print(f"fork {attempt}: {errno.errorcode[e.errno]}", flush=True)
+        continue
+    if child == 0:
+        os._exit(7)
+    _, status = os.waitpid(child, 0)
+    print(f"fork {attempt}: child exited {os.waitstatus_to_exitcode(status)}", flush=True)
+PY
+  pid=$(job_start 1 ff python3 "$PWD/forks.py" "$PWD/go")
+  wait_line ff.out '^READY'
+  migrate_ok 1 "$pid" 2
+  on_node 1 sh -c "echo home-restore >/run/roam/agents/$pid.fault"
+  touch go
+  expect_status ff 0
+  cat ff.out
+  grep -qx "fork 1: EAGAIN" ff.out || atf_fail "the first fork did not fail with EAGAIN"
+  grep -qx "fork 2: child exited 7" ff.out || atf_fail "the second fork did not succeed at home"
+  grep -q "going home failed: fault injected.*its clone fails with EAGAIN" "$(mosd_log 2)" ||
+    atf_fail "node 2's mosd log does not tell that the clone failed with EAGAIN"
+}
+forced_home_fails_cleanup() { cluster_down; }
+
 atf_init_test_cases() {
   atf_add_test_case cpu_round_trip
   atf_add_test_case memory_1g
@@ -1129,6 +1204,8 @@ atf_init_test_cases() {
   atf_add_test_case fork_exec_goes_home
   atf_add_test_case scripts
   atf_add_test_case dlopen_away
+  atf_add_test_case home_restore_fails
+  atf_add_test_case forced_home_fails
   atf_add_test_case file_versions
   atf_add_test_case sigchld_ignored_away
   atf_add_test_case clocks

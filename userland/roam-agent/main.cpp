@@ -123,10 +123,21 @@ class HomeSide {
         client.reply(false, fmt::format("node {} is not in the cluster map", node));
         continue;
       }
-      mig::HomeAgent agent(pid_, {.self_node = c_.node,
-                                  .link_timeout = std::chrono::milliseconds(cfg_.settings.link_timeout_ms),
-                                  .on_tick = [this](uint64_t calls, double demand) { write_stats(calls, demand); },
-                                  .carried = carried_});
+      std::optional<Client> asking;  // whoever asked the process home (or on via home), waiting
+      mig::HomeAgent agent(
+          pid_, {.self_node = c_.node,
+                 .link_timeout = std::chrono::milliseconds(cfg_.settings.link_timeout_ms),
+                 .on_tick = [this](uint64_t calls, double demand) { write_stats(calls, demand); },
+                 .carried = carried_,
+                 .on_home_failed =
+                     [&](const std::string& why) {
+                       std::string line =
+                           fmt::format("process {} stays at node {}: coming home failed: {}", pid_, current_, why);
+                       log_warn("{}", line);
+                       if (asking) asking->reply(false, line);
+                       asking.reset();
+                     },
+                 .fail_restore = [this] { return take_fault("home-restore"); }});
       try {
         auto t0 = Clock::now();
         Channel ch = dial_channel(spec->address, static_cast<uint16_t>(spec->port + 1), key_, c_.node, node,
@@ -152,7 +163,6 @@ class HomeSide {
         continue;  // at home: take the next request, if one is waiting
       }
       current_ = node;
-      std::optional<Client> asking;
       mig::HomeOutcome out = agent.serve(listener_.get(), [&] {
         std::optional<Client> c = accept_request();
         if (!c) return;
@@ -212,6 +222,19 @@ class HomeSide {
     check_sys(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), "bind " + socket_.string());
     ::chmod(socket_.c_str(), 0666);  // requests are checked by SO_PEERCRED
     check_sys(::listen(listener_.get(), 16), "listen");
+  }
+
+  // Fault injection for tests: agents/PID.fault (root's, like the whole
+  // state directory) naming `what` arms one failure; taking it removes it.
+  bool take_fault(const std::string& what) {
+    fs::path p = socket_;
+    p.replace_extension(".fault");
+    std::ifstream in(p);
+    std::string word;
+    if (!(in >> word) || word != what) return false;
+    ::unlink(p.c_str());
+    log_warn("process {}: injecting the fault {} ({})", pid_, what, p.string());
+    return true;
   }
 
   int finish(int rc, const std::string& why) {

@@ -65,6 +65,13 @@ struct HomeOptions {
   // Usage of earlier trips away that the process's own figures at home
   // lack (HomeOutcome::away_usage of the last one): sent with the move.
   CpuUsage carried;
+  // A coming home failed, and the body runs on where it is (the deputy is
+  // released again): one line, why. serve() goes on serving it.
+  std::function<void(const std::string& why)> on_home_failed;
+  // Fault injection for tests: asked once per coming home; true makes the
+  // restore at home fail after the first run of pages (roam-agent: the file
+  // agents/PID.fault in mosd's state directory, consumed).
+  std::function<bool()> fail_restore;
 };
 
 struct HomeOutcome {
