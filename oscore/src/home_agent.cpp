@@ -647,6 +647,7 @@ class HomeAgent::Impl {
     msg::HomePrepared done;
     follow_agent_cpu();
     try {
+      if (o_.fault && o_.fault("home-prepare")) throw restore::RestoreError("fault injected before the layout");
       prepared_ = restore::prepare(*deputy_, plan);
       scratch_ = prepared_->scratch_start;
       mirror_.clear();
@@ -1075,7 +1076,7 @@ class HomeAgent::Impl {
     std::optional<std::string> failed;
     try {
       restore::PageSource pages = rx.pages();
-      if (o_.fail_restore && o_.fail_restore()) {
+      if (o_.fault && o_.fault("home-restore")) {
         pages = [inner = std::move(pages), runs = 0]() mutable {
           if (++runs > 1) throw restore::RestoreError("fault injected after the first run of pages (agents/PID.fault)");
           return inner();

@@ -1112,7 +1112,7 @@ real_programs_cleanup() { cluster_down; }
 
 atf_test_case home_restore_fails cleanup
 home_restore_fails_head() {
-  atf_set descr "a coming home whose restore fails at home (a fault injected after the first run of pages) leaves the process computing at its node with its deputy released again; asked again, it comes home and moves on as usual"
+  atf_set descr "a coming home whose restore fails at home (a fault injected after the first run of pages) leaves the process computing at its node with its deputy released again; asked again, it comes home and moves on as usual, also when laying the deputy out before the freeze fails (injected)"
   atf_set require.user root
   atf_set timeout 240
 }
@@ -1131,8 +1131,11 @@ home_restore_fails_body() {
   # The deputy holds part of the 64 MiB the restore had mapped: released again.
   rss=$(on_node 1 mosps --json | python3 -c "import json,sys; print(next(p['rss'] for p in json.load(sys.stdin) if p['pid']==$pid))")
   [ "$rss" -lt 262144 ] || atf_fail "the deputy still holds $rss bytes after the failed coming home"
-  # The same deputy takes a full restore on the way to node 3, then home.
+  # The same deputy takes a full restore on the way to node 3, though laying
+  # it out before the freeze fails (injected): the restore goes without.
+  on_node 1 sh -c "echo home-prepare >/run/roam/agents/$pid.fault"
   migrate_ok 1 "$pid" 3
+  on_node 1 test ! -e "/run/roam/agents/$pid.fault" || atf_fail "the second fault was not taken"
   [ -z "$(body_pid 2)" ] || atf_fail "a body is left on node 2"
   migrate_ok 1 "$pid" home
   on_node 1 kill -USR1 "$pid"
@@ -1142,6 +1145,8 @@ home_restore_fails_body() {
     atf_fail "node 1's mosd log does not tell the failed coming home"
   grep -q "going home failed: fault injected.*; it runs on here" "$(mosd_log 2)" ||
     atf_fail "node 2's mosd log does not tell that the body ran on"
+  grep -q "preparing the deputy for the coming home failed (fault injected before the layout): restoring without" "$(mosd_log 1)" ||
+    atf_fail "node 1's mosd log does not tell the failed prepare"
 }
 home_restore_fails_cleanup() { cluster_down; }
 

@@ -137,7 +137,7 @@ class HomeSide {
                        if (asking) asking->reply(false, line);
                        asking.reset();
                      },
-                 .fail_restore = [this] { return take_fault("home-restore"); }});
+                 .fault = [this](std::string_view point) { return take_fault(point); }});
       try {
         auto t0 = Clock::now();
         Channel ch = dial_channel(spec->address, static_cast<uint16_t>(spec->port + 1), key_, c_.node, node,
@@ -226,7 +226,7 @@ class HomeSide {
 
   // Fault injection for tests: agents/PID.fault (root's, like the whole
   // state directory) naming `what` arms one failure; taking it removes it.
-  bool take_fault(const std::string& what) {
+  bool take_fault(std::string_view what) {
     fs::path p = socket_;
     p.replace_extension(".fault");
     std::ifstream in(p);

@@ -35,6 +35,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "roam/channel.hpp"
@@ -68,10 +69,12 @@ struct HomeOptions {
   // A coming home failed, and the body runs on where it is (the deputy is
   // released again): one line, why. serve() goes on serving it.
   std::function<void(const std::string& why)> on_home_failed;
-  // Fault injection for tests: asked once per coming home; true makes the
-  // restore at home fail after the first run of pages (roam-agent: the file
-  // agents/PID.fault in mosd's state directory, consumed).
-  std::function<bool()> fail_restore;
+  // Fault injection for tests, asked once per coming home at each point:
+  // true for "home-prepare" makes laying the deputy out fail (the restore
+  // then goes without), for "home-restore" makes the restore fail after the
+  // first run of pages (roam-agent: the word in agents/PID.fault in mosd's
+  // state directory, consumed).
+  std::function<bool(std::string_view point)> fault;
 };
 
 struct HomeOutcome {
