@@ -250,6 +250,13 @@ class BodyServer {
     } catch (const wire::DecodeError& e) {
       throw Refuse{fmt::format("bad process image: {}", e.what())};
     }
+    if (o_.drop_privileges && image::future_locking_needs_privilege(img)) {
+      // Home gives it back when the process comes home (receive_home).
+      img.misc.mlockall_future = 0;
+      out_.log.push_back(
+          "mlockall(MCL_FUTURE) left out: the process locked without bound (CAP_IPC_LOCK) and the body may lock only "
+          "up to RLIMIT_MEMLOCK; regions it maps here are not locked");
+    }
     auto t1 = Clock::now();
     try {
       restore::RestoreTimes rt;

@@ -2,11 +2,15 @@
 #include "roam/capture.hpp"
 
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -15,11 +19,39 @@
 
 #include "roam/error.hpp"
 #include "roam/image_migratable.hpp"
+#include "roam/image_proc.hpp"
 #include "roam/remote_syscall.hpp"
 
 namespace roam::image {
 
 void fill_timers(ptrace::RemoteSyscalls& rs, ProcessImage& image);
+
+namespace {
+
+// mlockall(MCL_FUTURE) lives in the mm's default flags, which /proc does not
+// show: a page is mapped in the process to see whether it comes locked (its
+// VmLck grows) and, if so, whether it was faulted in (MCL_ONFAULT: not).
+// Only asked when some region is locked: a process that set MCL_FUTURE and
+// has mapped nothing since (nor had MCL_CURRENT) is taken for one without.
+uint32_t mlockall_flags(ptrace::RemoteSyscalls& rs, pid_t pid) {
+  auto locked_kib = [&] {
+    auto v = proc::status_field(proc::read_file(pid, "status"), "VmLck");  // "32 kB"
+    return v ? std::strtoull(v->c_str(), nullptr, 10) : 0;
+  };
+  uint64_t before = locked_kib();
+  long page = rs.syscall(SYS_mmap, 0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page < 0 && page > -4096) return 0;  // no memory for the probe: nothing learnt
+  uint32_t flags = 0;
+  if (locked_kib() > before) {
+    flags = MCL_FUTURE;
+    ptrace::ScratchMem vec(rs, 1);
+    if (rs.syscall(SYS_mincore, page, 4096, vec.get()) == 0 && (vec.read<uint8_t>() & 1) == 0) flags |= MCL_ONFAULT;
+  }
+  rs.syscall(SYS_munmap, page, 4096);
+  return flags;
+}
+
+}  // namespace
 
 void fill_injected(ptrace::Tracee& tracee, ProcessImage& image, bool body_filter) {
   ptrace::Regs regs = tracee.regs();
@@ -53,6 +85,8 @@ void fill_injected(ptrace::Tracee& tracee, ProcessImage& image, bool body_filter
   ptrace::AltStack ss = ptrace::sigaltstack_of(rs);
   image.sigaltstack = SigAltStack{ss.sp.addr(), ss.flags, ss.size};
   fill_timers(rs, image);
+  if (std::any_of(image.vmas.begin(), image.vmas.end(), [](const ImageVma& iv) { return iv.vma.has(kVmLocked); }))
+    image.misc.mlockall_future = mlockall_flags(rs, tracee.tid());
 }
 
 // itimers (getitimer x 3: /proc shows none) and each POSIX timer's time.
@@ -74,6 +108,13 @@ void fill_timers(ptrace::RemoteSyscalls& rs, ProcessImage& image) {
     auto v = out.read<itimerspec>();
     t.time = TimerValue{ns_ts(v.it_interval), ns_ts(v.it_value)};
   }
+}
+
+bool future_locking_needs_privilege(const ProcessImage& image) {
+  if (!image.misc.ipc_lock || (image.misc.mlockall_future & MCL_FUTURE) == 0) return false;
+  for (const Rlimit& r : image.rlimits)
+    if (r.resource == RLIMIT_MEMLOCK) return r.cur != RLIM_INFINITY;
+  return false;
 }
 
 std::vector<PageRun> pages_to_send(const ProcessImage& image, std::span<const uint64_t> mismatched) {

@@ -712,6 +712,9 @@ class HomeAgent::Impl {
         rs.syscall(SYS_setitimer, which, zero.get(), 0);
       }
       for (const auto& t : frozen_->image.posix_timers) rs.syscall(SYS_timer_delete, t.id);
+      // mlockall(MCL_FUTURE) would lock every mirrored page: the body has
+      // it, and coming home sets it again (restore).
+      if (frozen_->image.misc.mlockall_future) rs.syscall(SYS_munlockall);
       // rt_sigtimedwait's arguments live here (forward_signals).
       long page = rs.syscall(SYS_mmap, 0, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (page < 0 && page > -4096) throw SysError("mmap of the deputy's scratch page", static_cast<int>(-page));
@@ -1070,7 +1073,15 @@ class HomeAgent::Impl {
     } catch (const wire::DecodeError& e) {
       throw LinkLost{fmt::format("bad image of the body coming home: {}", e.what())};
     }
+    // The body's misc is roam's (no_new_privs): the program's is the
+    // original's, but for mlockall(), which the body sets itself.
+    uint32_t future = img.misc.mlockall_future;
     img.misc = original_misc_;
+    // A body denied mlockall(MCL_FUTURE) (it runs unprivileged) gets it back
+    // here. Had it called munlockall() itself, that is lost: the calls are
+    // local to the body.
+    if (future == 0 && image::future_locking_needs_privilege(frozen_->image)) future = original_misc_.mlockall_future;
+    img.misc.mlockall_future = future;
     mirror_.clear();
     mirrored_ = 0;
     std::optional<std::string> failed;
@@ -1168,6 +1179,7 @@ class HomeAgent::Impl {
       deputy_->write_mem(RemotePtr<void>(scratch_), std::as_bytes(std::span(&zero, 1)));
       for (int which = 0; which < 3; ++which) rs.syscall(SYS_setitimer, which, scratch_, 0);
       for (const auto& t : img.posix_timers) rs.syscall(SYS_timer_delete, t.id);
+      rs.syscall(SYS_munlockall);  // the restore may have set mlockall(MCL_FUTURE)
       for (const image::Vma& v : image::read_maps(pid_)) {
         if (v.kernel_provided() || v.start == scratch_) continue;
         long rc = rs.syscall(SYS_munmap, v.start, v.end - v.start);

@@ -1,5 +1,6 @@
 // capture_from_proc: the part of a process image readable without ptrace.
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -205,6 +206,7 @@ ProcessImage capture_from_proc(pid_t pid, const CaptureOptions& options, std::ve
   }
   img.misc.no_new_privs = proc::status_number(status, "NoNewPrivs") != 0;
   if (auto thp = proc::status_field(status, "THP_enabled")) img.misc.thp_disabled = *thp == "0";
+  img.misc.ipc_lock = (proc::status_number(status, "CapEff", 16) >> CAP_IPC_LOCK) & 1;
 
   std::map<std::pair<uint64_t, uint64_t>, std::optional<FileIdentity>> seen;  // (dev, inode): libc is mapped 5 times
   for (Vma& v : vmas) {

@@ -213,6 +213,8 @@ void put_state(Writer& out, const ProcessImage& img) {
   section(out, Tag::misc, [&](Writer& w) {
     w.boolean(img.misc.no_new_privs);
     w.boolean(img.misc.thp_disabled);
+    w.u32(img.misc.mlockall_future);
+    w.boolean(img.misc.ipc_lock);
   });
 }
 
@@ -398,6 +400,10 @@ void get_section(ProcessImage& img, Tag tag, Reader& r) {
     case Tag::misc:
       img.misc.no_new_privs = r.boolean();
       img.misc.thp_disabled = r.boolean();
+      if (r.remaining() > 0) {  // older writers have neither
+        img.misc.mlockall_future = r.u32();
+        img.misc.ipc_lock = r.boolean();
+      }
       return;
     case Tag::header_end:
     case Tag::pages:

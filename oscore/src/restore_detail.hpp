@@ -53,6 +53,9 @@ uint64_t write_pages(ptrace::RemoteSyscalls& rs, const image::ProcessImage& imag
 // mlock2(MLOCK_ONFAULT)), applied once the contents are in. What this
 // kernel refuses (KSM or THP not built in) is logged and left out.
 void set_advice(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
+// mlockall(MCL_FUTURE[|MCL_ONFAULT]) as the image says, where the process
+// may lock as much as it could where it was captured (called by set_advice).
+void set_mlockall_future(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image);
 // One run of page contents at `addr` (whole pages inside the image's regions).
 void write_run(ptrace::RemoteSyscalls& rs, const image::ProcessImage& image, uint64_t addr,
                std::span<const std::byte> bytes);

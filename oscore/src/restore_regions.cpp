@@ -232,6 +232,19 @@ void set_advice(RemoteSyscalls& rs, const image::ProcessImage& image) {
       if (rc < 0) refused(v, "mlock", rc);
     }
   }
+  set_mlockall_future(rs, image);
+}
+
+// mlockall(MCL_FUTURE): the regions are locked one by one (set_advice);
+// this locks those the process maps from now on.
+void set_mlockall_future(RemoteSyscalls& rs, const image::ProcessImage& image) {
+  uint32_t future = image.misc.mlockall_future & (MCL_FUTURE | MCL_ONFAULT);
+  if ((future & MCL_FUTURE) == 0) return;
+  const char* what = future & MCL_ONFAULT ? "MCL_FUTURE|MCL_ONFAULT" : "MCL_FUTURE";
+  long rc = rs.syscall(SYS_mlockall, future);
+  if (rc < 0)
+    log_warn("restore: mlockall({}) refused here ({}): regions mapped from now on are not locked", what,
+             std::strerror(static_cast<int>(-rc)));
 }
 
 uint64_t write_pages(RemoteSyscalls& rs, const image::ProcessImage& image) {

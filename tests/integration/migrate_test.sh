@@ -1190,6 +1190,43 @@ PY
 }
 forced_home_fails_cleanup() { cluster_down; }
 
+atf_test_case mlockall_future cleanup
+mlockall_future_head() {
+  atf_set descr "mlockall(MCL_FUTURE) moves: what the process maps away, and after coming home, is locked (faulted in at mmap); with MCL_ONFAULT, locked and not faulted in; a root process (CAP_IPC_LOCK) is not given it in a body under a finite RLIMIT_MEMLOCK (logged), and has it again at home"
+  atf_set require.user root
+  atf_set require.progs prlimit setpriv
+  atf_set timeout 180
+}
+mlockall_future_body() {
+  roam_init
+  cluster_up 2
+  # a and b lock under the limit, as their bodies will (no CAP_IPC_LOCK);
+  # c is root with CAP_IPC_LOCK under an 8 MiB limit.
+  a=$(job_start 1 mla setpriv --bounding-set -ipc_lock "$(wl mlock_future)")
+  b=$(job_start 1 mlb setpriv --bounding-set -ipc_lock "$(wl mlock_future)" onfault)
+  c=$(job_start 1 mlc prlimit --memlock=8388608 "$(wl mlock_future)")
+  wait_line mla.out '^READY'
+  wait_line mlb.out '^READY'
+  wait_line mlc.out '^READY'
+  migrate_ok 1 "$a" 2
+  on_node 1 kill -USR1 "$a"
+  expect_status mla 0
+  atf_check -o "match:^PASS$" cat mla.out
+  migrate_ok 1 "$b" 2
+  migrate_ok 1 "$b" home
+  on_node 1 kill -USR1 "$b"
+  expect_status mlb 0
+  atf_check -o "match:^PASS$" cat mlb.out
+  migrate_ok 1 "$c" 2
+  migrate_ok 1 "$c" home
+  grep -q "mlockall(MCL_FUTURE) left out: the process locked without bound (CAP_IPC_LOCK)" "$(mosd_log 2)" ||
+    atf_fail "node 2 did not log leaving mlockall(MCL_FUTURE) out for the root process under an 8 MiB RLIMIT_MEMLOCK"
+  on_node 1 kill -USR1 "$c"
+  expect_status mlc 0
+  atf_check -o "match:^PASS$" cat mlc.out
+}
+mlockall_future_cleanup() { cluster_down; }
+
 atf_init_test_cases() {
   atf_add_test_case cpu_round_trip
   atf_add_test_case memory_1g
@@ -1211,6 +1248,7 @@ atf_init_test_cases() {
   atf_add_test_case dlopen_away
   atf_add_test_case home_restore_fails
   atf_add_test_case forced_home_fails
+  atf_add_test_case mlockall_future
   atf_add_test_case file_versions
   atf_add_test_case sigchld_ignored_away
   atf_add_test_case clocks

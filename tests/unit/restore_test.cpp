@@ -568,6 +568,42 @@ TEST(Restore, RegionAdviceSurvives) {
   c.set_pid(-1);
 }
 
+// mlockall(MCL_FUTURE) is the mm's default flags, shown nowhere in /proc:
+// the capture probes it, the restore sets it, so what the process maps after
+// the move is locked (faulted in at mmap) as before; with MCL_ONFAULT it is
+// locked but not faulted in.
+TEST(Restore, MlockallFutureSurvives) {
+  for (int flags : {MCL_FUTURE, MCL_FUTURE | MCL_ONFAULT}) {
+    SCOPED_TRACE(flags == MCL_FUTURE ? "MCL_FUTURE" : "MCL_FUTURE|MCL_ONFAULT");
+    Child c([flags](int cmd, int out) {
+      constexpr size_t kLen = 64 << 10;
+      auto resident = [] {
+        void* p = ::mmap(nullptr, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) ::_exit(2);
+        unsigned char vec[kLen / 4096];
+        if (::mincore(p, kLen, vec) != 0) ::_exit(3);
+        int n = 0;
+        for (unsigned char v : vec) n += v & 1;
+        return n;  // left mapped: a locked region for the capture to see
+      };
+      if (::mlockall(flags) != 0) ::_exit(4);
+      int want = flags & MCL_ONFAULT ? 0 : static_cast<int>(kLen / 4096);
+      if (resident() != want) ::_exit(5);
+      char got = 0;
+      if (::read(cmd, &got, 1) != 1) ::_exit(1);
+      say(out, resident() == want);
+      ::_exit(0);
+    });
+    wait_sleeping(c.pid());
+    pid_t body = move_sleeping_child(c, SYS_read, kERestartSys);
+    c.send('x');
+    EXPECT_EQ(c.verdict(), "PASS\n");
+    int st = wait_exit(body);
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "body status " << st;
+    c.set_pid(-1);
+  }
+}
+
 // A system call made by our own instruction: the stub below moves its vDSO
 // over its own TLS, so it may run nothing but its own code.
 __attribute__((always_inline)) inline long raw_syscall(long nr, long a = 0, long b = 0, long c = 0, long d = 0,

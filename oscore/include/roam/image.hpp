@@ -142,6 +142,11 @@ struct PosixTimer {
 struct MiscState {
   bool no_new_privs = false;
   bool thp_disabled = false;  // PR_SET_THP_DISABLE
+  // mlockall()'s MCL_FUTURE and MCL_ONFAULT as the process set them (the
+  // mm's default flags, which /proc does not show; fill_injected probes).
+  uint32_t mlockall_future = 0;
+  // CAP_IPC_LOCK was effective: the process locked beyond RLIMIT_MEMLOCK.
+  bool ipc_lock = false;
   bool operator==(const MiscState&) const = default;
 };
 
@@ -203,6 +208,12 @@ ProcessImage capture_from_proc(pid_t pid, const CaptureOptions& options, std::ve
 // when the region has no file identity or the target said its copy does not
 // match.
 bool content_required(const ImageVma& vma, const PageRun& run, bool target_file_matches = true);
+
+// The process set mlockall(MCL_FUTURE) while it could lock without bound
+// (CAP_IPC_LOCK) under a finite RLIMIT_MEMLOCK: an unprivileged body must
+// run without it, or its mmaps would fail with EAGAIN past the limit where
+// the process's did not.
+bool future_locking_needs_privilege(const ProcessImage& image);
 
 // What a sender reads and sends, as runs for read_pages(). `mismatched`
 // holds the start addresses of regions whose file the target could not match
