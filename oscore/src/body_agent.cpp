@@ -240,7 +240,7 @@ class BodyServer {
     for (uint64_t start : prepared.mismatched)
       out_.log.push_back(fmt::format("the file mapped at {:#x} differs here: its pages travel", start));
     ch_.send_msg(msg::MigPrepared{static_cast<uint64_t>(us(Clock::now() - t0).count()), prepared.populated_bytes,
-                                  prepared.mismatched});
+                                  prepared.mismatched, msg::kPreparedInstallsFilters});
 
     // Home froze the process: its image follows.
     ImageReceiver rx(ch_, link_timeout_);
@@ -261,11 +261,16 @@ class BodyServer {
     try {
       restore::RestoreTimes rt;
       restore::restore_into(*stub_, img, rx.pages(), prepared, &rt);
+      // The program's filters go in last: from then on they would judge
+      // every call injected here, unless suspended.
+      if (!img.seccomp_filters.empty())
+        stub_->set_options(stub_->options().with(ptrace::TraceOption::suspend_seccomp));
       {
         // One scope, a stop per call: these run while the process is frozen.
         RemoteSyscalls rs(*stub_, ptrace::SyscallSite::vdso, ptrace::StepMode::single_step);
         if (o_.drop_privileges) drop_privileges(rs);
         install_filter(rs);
+        install_program_filters(rs, img);
       }
     } catch (const restore::RestoreError& e) {
       drain_quietly(rx);
@@ -360,6 +365,29 @@ class BodyServer {
     // A credential change clears the parent-death signal: the body must
     // still die with its agent.
     rs.checked_syscall("prctl(PR_SET_PDEATHSIG) in the body", SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  }
+
+  // The program's own seccomp filters, the oldest first, over roam's: the
+  // kernel runs them all and the strictest answer wins, so a call the
+  // program's filter refuses fails (or traps, or kills) here as at home, and
+  // one it allows goes on to roam's filter. Installed under no_new_privs
+  // (install_filter set it), as an unprivileged program installs its own.
+  void install_program_filters(RemoteSyscalls& rs, const image::ProcessImage& img) {
+    for (const image::SeccompFilter& f : img.seccomp_filters) {
+      std::vector<sock_filter> prog;
+      prog.reserve(f.insns.size());
+      for (uint64_t insn : f.insns)
+        prog.push_back(sock_filter{static_cast<uint16_t>(insn & 0xffff), static_cast<uint8_t>(insn >> 16),
+                                   static_cast<uint8_t>(insn >> 24), static_cast<uint32_t>(insn >> 32)});
+      ScratchMem code(rs, std::as_bytes(std::span(prog)));
+      RemoteFprog fprog{static_cast<unsigned short>(prog.size()), code.get().addr()};
+      ScratchMem fp = ScratchMem::holding(rs, fprog);
+      long rc = rs.syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, f.flags & SECCOMP_FILTER_FLAG_LOG, fp.get());
+      if (rc < 0) throw SysError("seccomp(SECCOMP_SET_MODE_FILTER) of the program's filter in the body", static_cast<int>(-rc));
+    }
+    if (!img.seccomp_filters.empty())
+      out_.log.push_back(fmt::format("the program's {} seccomp filter{} installed in the body", img.seccomp_filters.size(),
+                                     img.seccomp_filters.size() == 1 ? "" : "s"));
   }
 
   // prctl(PR_SET_NO_NEW_PRIVS) and seccomp(NEW_LISTENER) injected into the

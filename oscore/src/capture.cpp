@@ -2,6 +2,8 @@
 #include "roam/capture.hpp"
 
 #include <signal.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -170,6 +172,45 @@ Frozen capture(pid_t pid, const CaptureOptions& options) {
   return capture_stopped(std::move(t), options);
 }
 
+namespace {
+
+// Whether a filter can hand a call to a supervisor (SECCOMP_RET_USER_NOTIF):
+// that supervisor holds the listener at home, and no body can reach it. A
+// computed return value (BPF_RET | BPF_A) is taken as one that could.
+bool notifies_supervisor(const SeccompFilter& f) {
+  for (uint64_t insn : f.insns) {
+    auto code = static_cast<uint16_t>(insn & 0xffff);
+    auto k = static_cast<uint32_t>(insn >> 32);
+    if (BPF_CLASS(code) != BPF_RET) continue;
+    if (BPF_RVAL(code) == BPF_A) return true;
+    if ((k & SECCOMP_RET_ACTION_FULL) == SECCOMP_RET_USER_NOTIF) return true;
+  }
+  return false;
+}
+
+// A process under seccomp filters other than a body's own: they are
+// suspended while we trace it (our injections could be refused, or kill
+// it), and, unless it is a body, read for the image, the oldest first.
+void take_seccomp_filters(Frozen& f, const std::string& status, bool body_filter) {
+  if (proc::status_number(status, "Seccomp") != 2) return;
+  auto count = proc::status_field(status, "Seccomp_filters");
+  bool only_roams = body_filter && count && std::strtoull(count->c_str(), nullptr, 10) == 1;
+  if (only_roams) return;  // roam's body filter lets every injection through
+  if (!f.tracee.options().has(ptrace::TraceOption::suspend_seccomp))
+    f.tracee.set_options(f.tracee.options().with(ptrace::TraceOption::suspend_seccomp));
+  if (body_filter) return;  // the deputy at home kept the program's
+  for (ptrace::SeccompProgram& p : ptrace::seccomp_filters(f.tracee)) {
+    SeccompFilter filter{static_cast<uint32_t>(p.flags), std::move(p.insns)};
+    if (notifies_supervisor(filter))
+      throw UserError(fmt::format("process {} cannot migrate: runs under a seccomp filter that hands calls to a "
+                                  "supervisor (SECCOMP_RET_USER_NOTIF), which roam cannot carry",
+                                  f.tracee.tid()));
+    f.image.seccomp_filters.push_back(std::move(filter));
+  }
+}
+
+}  // namespace
+
 Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options) {
   using Clock = std::chrono::steady_clock;
   auto since = [](Clock::time_point& mark) {
@@ -193,6 +234,7 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options) {
   }
   if (!m) throw UserError(fmt::format("process {} cannot migrate: {}", pid, m.reason));
   f.image = capture_from_proc(pid, options, std::move(vmas));
+  take_seccomp_filters(f, proc::read_file(pid, "status"), options.body_filter);
   f.times.proc = since(mark);
   fill_injected(f.tracee, f.image, options.body_filter);
   f.times.injected = since(mark);

@@ -122,6 +122,9 @@ class HomeAgent::Impl {
       follow_agent_cpu();
       frozen_.emplace(image::capture(pid_, {.contents = false}));
       st.capture = us(Clock::now() - frozen_->frozen_at);
+      if (!frozen_->image.seccomp_filters.empty() && (prep.flags & msg::kPreparedInstallsFilters) == 0)
+        throw UserError(fmt::format("process {} runs under a seccomp filter, which the target's older roam cannot carry",
+                                    pid_));
       original_misc_ = frozen_->image.misc;
       pidfd_ = pidfd_of(pid_);
       // Files the target has another version of: their pages travel whole.

@@ -21,6 +21,8 @@ constexpr uint32_t kMaxRuns = 1u << 28;
 constexpr uint32_t kMaxAuxv = 1024;
 constexpr uint32_t kMaxRlimits = 64;
 constexpr uint32_t kMaxTimers = 1u << 20;
+constexpr uint32_t kMaxSeccompFilters = 1024;  // the kernel's bound: 32768 instructions in all
+constexpr uint32_t kMaxBpfInsns = 4096;        // BPF_MAXINSNS
 constexpr uint32_t kMaxSiginfo = 1u << 16;
 constexpr size_t kMaxPath = 4096;
 constexpr size_t kMaxDigest = 256;
@@ -216,6 +218,14 @@ void put_state(Writer& out, const ProcessImage& img) {
     w.u32(img.misc.mlockall_future);
     w.boolean(img.misc.ipc_lock);
   });
+  if (!img.seccomp_filters.empty()) section(out, Tag::seccomp_filters, [&](Writer& w) {
+      w.u32(static_cast<uint32_t>(img.seccomp_filters.size()));
+      for (const SeccompFilter& f : img.seccomp_filters) item(w, [&](Writer& iw) {
+          iw.u32(f.flags);
+          iw.u32(static_cast<uint32_t>(f.insns.size()));
+          for (uint64_t insn : f.insns) iw.u64(insn);
+        });
+    });
 }
 
 // ---- sections: decode ----
@@ -405,6 +415,20 @@ void get_section(ProcessImage& img, Tag tag, Reader& r) {
         img.misc.ipc_lock = r.boolean();
       }
       return;
+    case Tag::seccomp_filters: {
+      uint32_t n = r.count(kMaxSeccompFilters, 8);
+      for (uint32_t i = 0; i < n; ++i) {
+        Reader ir = read_item(r);
+        SeccompFilter f;
+        f.flags = ir.u32();
+        uint32_t len = ir.count(kMaxBpfInsns, 8);
+        if (len == 0) throw DecodeError("a seccomp filter without instructions");
+        f.insns.reserve(len);
+        for (uint32_t k = 0; k < len; ++k) f.insns.push_back(ir.u64());
+        img.seccomp_filters.push_back(std::move(f));
+      }
+      return;
+    }
     case Tag::header_end:
     case Tag::pages:
     case Tag::trailer: break;
@@ -412,7 +436,9 @@ void get_section(ProcessImage& img, Tag tag, Reader& r) {
   ROAM_ASSERT(false, fmt::format("get_section called for tag {}", static_cast<int>(tag)));
 }
 
-bool is_state_tag(uint16_t tag) { return tag >= static_cast<uint16_t>(Tag::process) && tag <= static_cast<uint16_t>(Tag::misc); }
+bool is_state_tag(uint16_t tag) {
+  return tag >= static_cast<uint16_t>(Tag::process) && tag <= static_cast<uint16_t>(Tag::seccomp_filters);
+}
 
 std::array<std::byte, kRecordHead> record_head(Tag tag, size_t len) {
   ROAM_ASSERT(len <= UINT32_MAX, fmt::format("image record of {} bytes", len));

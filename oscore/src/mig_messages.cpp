@@ -149,11 +149,13 @@ void encode_fields(wire::Writer& w, const MigPrepared& m) {
   w.u64(m.prepare_us);
   w.u64(m.populated_bytes);
   put_starts(w, m.mismatched);
+  w.u8(m.flags);
 }
 void decode_fields(wire::Reader& r, MigPrepared& m) {
   m.prepare_us = r.u64();
   m.populated_bytes = r.u64();
   m.mismatched = get_starts(r);
+  if (r.remaining() > 0) m.flags = r.u8();
 }
 
 void encode_fields(wire::Writer& w, const MigReady& m) {

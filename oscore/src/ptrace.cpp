@@ -3,6 +3,7 @@
 #include <cpuid.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <pthread.h>
 #include <sys/ptrace.h>
 #include <sys/signalfd.h>
@@ -77,6 +78,7 @@ unsigned long TraceOptions::ptrace_bits() const {
   unsigned long bits = 0;
   if (has(TraceOption::sysgood)) bits |= PTRACE_O_TRACESYSGOOD;
   if (has(TraceOption::exit_kill)) bits |= PTRACE_O_EXITKILL;
+  if (has(TraceOption::suspend_seccomp)) bits |= PTRACE_O_SUSPEND_SECCOMP;
   return bits;
 }
 
@@ -291,6 +293,35 @@ void Tracee::detach() {
   state_ = State::detached;
   stop_ = {};
   mem_.reset();
+}
+
+void Tracee::set_options(TraceOptions opts) {
+  assert_stopped("set_options");
+  request(PTRACE_SETOPTIONS, nullptr, reinterpret_cast<void*>(opts.ptrace_bits()), "PTRACE_SETOPTIONS");
+  options_ = opts;
+}
+
+std::vector<SeccompProgram> seccomp_filters(Tracee& t) {
+  std::vector<SeccompProgram> out;
+  for (unsigned long index = 0;; ++index) {
+    long n = ::ptrace(PTRACE_SECCOMP_GET_FILTER, t.tid(), reinterpret_cast<void*>(index), nullptr);
+    if (n < 0 && errno == ENOENT) break;  // past the oldest
+    if (n < 0 && errno == EINVAL && index == 0) break;  // no filter at all (seccomp mode 0)
+    if (n < 0) throw SysError(fmt::format("PTRACE_SECCOMP_GET_FILTER {} of thread {}", index, t.tid()), errno);
+    std::vector<sock_filter> prog(static_cast<size_t>(n));
+    long got = ::ptrace(PTRACE_SECCOMP_GET_FILTER, t.tid(), reinterpret_cast<void*>(index), prog.data());
+    if (got != n) throw SysError(fmt::format("PTRACE_SECCOMP_GET_FILTER {} of thread {}", index, t.tid()), errno);
+    __ptrace_seccomp_metadata meta{index, 0};
+    if (::ptrace(PTRACE_SECCOMP_GET_METADATA, t.tid(), reinterpret_cast<void*>(sizeof meta), &meta) < 0)
+      throw SysError(fmt::format("PTRACE_SECCOMP_GET_METADATA {} of thread {}", index, t.tid()), errno);
+    SeccompProgram p;
+    p.flags = meta.flags;
+    p.insns.reserve(prog.size());
+    for (const sock_filter& f : prog)
+      p.insns.push_back(uint64_t{f.code} | uint64_t{f.jt} << 16 | uint64_t{f.jf} << 24 | uint64_t{f.k} << 32);
+    out.push_back(std::move(p));
+  }
+  return out;
 }
 
 Regs Tracee::regs() {

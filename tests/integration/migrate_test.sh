@@ -1227,6 +1227,38 @@ mlockall_future_body() {
 }
 mlockall_future_cleanup() { cluster_down; }
 
+atf_test_case seccomp_sandbox cleanup
+seccomp_sandbox_head() {
+  atf_set descr "a program in a seccomp sandbox of its own (ERRNO, TRAP and KILL_PROCESS rules, one filter with the LOG flag) moves with it, out and back, the body running under both of its filters and roam's, and roam's injections not tripping its KILL rule on getitimer; one whose filter hands calls to a supervisor (USER_NOTIF) is refused and runs on at home"
+  atf_set require.user root
+  atf_set timeout 180
+}
+seccomp_sandbox_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 sb "$(wl seccomp_sandbox)")
+  wait_line sb.out '^READY'
+  migrate_ok 1 "$pid" 2
+  body=$(body_pid 2)
+  [ -n "$body" ] || atf_fail "no body runs on node 2"
+  atf_check -o "match:Seccomp_filters:[[:space:]]+3" mosctl cluster exec 2 -- cat /proc/"$body"/status
+  migrate_ok 1 "$pid" home
+  atf_check -o "match:Seccomp_filters:[[:space:]]+2" mosctl cluster exec 1 -- cat /proc/"$pid"/status
+  migrate_ok 1 "$pid" 2
+  on_node 1 kill -USR1 "$pid"
+  expect_status sb 0
+  atf_check -o "match:^PASS$" cat sb.out
+  n=$(job_start 1 sn "$(wl seccomp_sandbox)" notify)
+  wait_line sn.out '^READY'
+  atf_check -s exit:1 -o ignore -e "match:runs under a seccomp filter that hands calls to a supervisor \(SECCOMP_RET_USER_NOTIF\), which roam cannot carry" \
+    mosctl cluster exec 1 -- migrate "$n" 2
+  [ "$(where 1 "$n")" = 1 ] || atf_fail "the refused process is not at home"
+  on_node 1 kill -USR1 "$n"
+  expect_status sn 0
+  atf_check -o "match:^PASS$" cat sn.out
+}
+seccomp_sandbox_cleanup() { cluster_down; }
+
 atf_init_test_cases() {
   atf_add_test_case cpu_round_trip
   atf_add_test_case memory_1g
@@ -1249,6 +1281,7 @@ atf_init_test_cases() {
   atf_add_test_case home_restore_fails
   atf_add_test_case forced_home_fails
   atf_add_test_case mlockall_future
+  atf_add_test_case seccomp_sandbox
   atf_add_test_case file_versions
   atf_add_test_case sigchld_ignored_away
   atf_add_test_case clocks

@@ -726,18 +726,18 @@ TEST(Migratable, SealedRegionsAreRefused) {
   EXPECT_EQ(text_of(migratable(child.pid())), fmt::format("has a sealed region (mseal) at {:#x}-{:#x}", at, at + kPageSize));
 }
 
-TEST(Migratable, SeccompFilteredProcessesAreRefused) {
-  // Its sandbox would not follow it: the body would run without the filter.
-  Child child([] {
+TEST(Migratable, SeccompFilteredProcessesMove) {
+  // Filters move with the process (the capture reads them: Capture.* in
+  // restore_test, migrate_test:seccomp_sandbox).
+  Child filtered([] {
     sock_filter allow{BPF_RET | BPF_K, 0, 0, SECCOMP_RET_ALLOW};
     sock_fprog prog{1, &allow};
     check(::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, "prctl");
     check(::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0, "seccomp");
     return std::string();
   });
-  EXPECT_EQ(text_of(migratable(child.pid())), "runs under a seccomp filter, which roam cannot carry");
-  // A body's filter is roam's own.
-  EXPECT_EQ(text_of(migratable(child.pid(), 0, read_maps(child.pid()), true)), "OK");
+  EXPECT_EQ(text_of(migratable(filtered.pid())), "OK");
+  EXPECT_EQ(text_of(migratable(filtered.pid(), 0, read_maps(filtered.pid()), true)), "OK");
 }
 
 TEST(Migratable, TracedZombieKernelThreadAndMissing) {
@@ -1020,7 +1020,9 @@ ProcessImage sample_image() {
   img.itimers = std::array<TimerValue, 3>{TimerValue{0, 5000000000}, TimerValue{}, TimerValue{1000, 2000}};
   img.posix_timers = {{0, CLOCK_MONOTONIC, SIGUSR1, 0x1234, SIGEV_SIGNAL, 4242, TimerValue{1, 2}},
                       {1, CLOCK_REALTIME, SIGRTMIN, 0, SIGEV_SIGNAL | SIGEV_THREAD_ID, 4243, std::nullopt}};
-  img.misc = {true, true};
+  img.misc = {true, true, MCL_FUTURE | MCL_ONFAULT, true};
+  img.seccomp_filters = {{SECCOMP_FILTER_FLAG_LOG, {0x20 | uint64_t{4} << 32, 0x6 | uint64_t{SECCOMP_RET_ALLOW} << 32}},
+                         {0, {0x6 | uint64_t{SECCOMP_RET_KILL_PROCESS} << 32}}};
   Bytes page(2 * kPageSize);
   for (size_t i = 0; i < page.size(); ++i) page[i] = static_cast<std::byte>(i * 7);
   img.pages = {{0x410000, page}, {0x1000000, Bytes(kPageSize, std::byte{0x44})}, {0x7ffd3000, Bytes(kPageSize)}};

@@ -5,9 +5,13 @@
 // do not travel in the image, and on one machine this stands in for the
 // deputy's forwarded I/O.
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
@@ -16,6 +20,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -602,6 +607,84 @@ TEST(Restore, MlockallFutureSurvives) {
     EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "body status " << st;
     c.set_pid(-1);
   }
+}
+
+// A filter for the seccomp tests: on x86_64, `nr` gets `action`; all else
+// passes. Packed as the image holds it.
+std::vector<sock_filter> one_rule_filter(long nr, unsigned action) {
+  return {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+          BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+          BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<unsigned>(nr), 0, 1),
+          BPF_STMT(BPF_RET | BPF_K, action),
+          BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+}
+std::vector<uint64_t> packed(const std::vector<sock_filter>& f) {
+  std::vector<uint64_t> out;
+  for (const sock_filter& i : f)
+    out.push_back(uint64_t{i.code} | uint64_t{i.jt} << 16 | uint64_t{i.jf} << 24 | uint64_t{i.k} << 32);
+  return out;
+}
+long install_filter(const std::vector<sock_filter>& f, unsigned flags) {
+  sock_fprog prog{static_cast<unsigned short>(f.size()), const_cast<sock_filter*>(f.data())};
+  return ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog);
+}
+
+// The capture reads a program's filters, the oldest first with their LOG
+// flag, and suspends them meanwhile: a rule that kills the process for
+// getitimer (the capture injects it) does not fire. Once let go, the
+// process is under its filters as before.
+TEST(Capture, SeccompFiltersAreReadAndSuspended) {
+  const auto first = one_rule_filter(SYS_getcwd, SECCOMP_RET_ERRNO | EACCES);
+  const auto second = one_rule_filter(SYS_getitimer, SECCOMP_RET_KILL_PROCESS);
+  Child c([&](int cmd, int out) {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || install_filter(first, SECCOMP_FILTER_FLAG_LOG) != 0 ||
+        install_filter(second, 0) != 0)
+      ::_exit(2);
+    char got = 0;
+    if (::read(cmd, &got, 1) != 1) ::_exit(1);
+    char buf[256];
+    errno = 0;
+    say(out, ::syscall(SYS_getcwd, buf, sizeof buf) == -1 && errno == EACCES);
+    ::_exit(0);
+  });
+  wait_sleeping(c.pid());
+  {
+    roam::image::Frozen f = roam::image::capture(c.pid());
+    ASSERT_EQ(f.image.seccomp_filters.size(), 2u);
+    EXPECT_EQ(f.image.seccomp_filters[0].insns, packed(first));
+    EXPECT_EQ(f.image.seccomp_filters[0].flags, static_cast<uint32_t>(SECCOMP_FILTER_FLAG_LOG));
+    EXPECT_EQ(f.image.seccomp_filters[1].insns, packed(second));
+    EXPECT_EQ(f.image.seccomp_filters[1].flags, 0u);
+    ASSERT_TRUE(f.image.itimers.has_value()) << "the capture read the itimers";
+  }  // detached: runs on
+  c.send('x');
+  EXPECT_EQ(c.verdict(), "PASS\n");
+}
+
+// A filter that hands calls to a supervisor (SECCOMP_RET_USER_NOTIF) cannot
+// move: the capture refuses it with the reason and lets it run on.
+TEST(Capture, SupervisedSeccompFilterIsRefused) {
+  const auto notify = one_rule_filter(SYS_getpriority, SECCOMP_RET_USER_NOTIF);
+  Child c([&](int cmd, int out) {
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || install_filter(notify, SECCOMP_FILTER_FLAG_NEW_LISTENER) < 0)
+      ::_exit(2);
+    char got = 0;
+    if (::read(cmd, &got, 1) != 1) ::_exit(1);
+    say(out, true);
+    ::_exit(0);
+  });
+  wait_sleeping(c.pid());
+  try {
+    roam::image::capture(c.pid());
+    ADD_FAILURE() << "a process under a USER_NOTIF filter was captured";
+  } catch (const roam::UserError& e) {
+    EXPECT_NE(std::string(e.what()).find("hands calls to a supervisor (SECCOMP_RET_USER_NOTIF)"), std::string::npos)
+        << e.what();
+  }
+  c.send('x');
+  EXPECT_EQ(c.verdict(), "PASS\n");
 }
 
 // A system call made by our own instruction: the stub below moves its vDSO

@@ -942,10 +942,14 @@ TEST(MigMessages, MappedFileRoundTrip) {
   b.resize(b.size() - 2);
   EXPECT_THROW(decode<FwdResult>(b), wire::DecodeError);
   // Regions whose file the target has another version of.
-  MigPrepared mp{1200, 4096, {0x7f0000001000, 0x7f0000200000}};
+  MigPrepared mp{1200, 4096, {0x7f0000001000, 0x7f0000200000}, kPreparedInstallsFilters};
   auto mpb = encode(mp);
   EXPECT_EQ(decode<MigPrepared>(mpb).mismatched, mp.mismatched);
   EXPECT_EQ(decode<MigPrepared>(mpb).populated_bytes, 4096u);
+  EXPECT_EQ(decode<MigPrepared>(mpb).flags, kPreparedInstallsFilters);
+  mpb.resize(mpb.size() - 1);  // a node that does not install filters
+  EXPECT_EQ(decode<MigPrepared>(mpb).flags, 0);
+  EXPECT_EQ(decode<MigPrepared>(mpb).mismatched, mp.mismatched);
   mpb.resize(mpb.size() - 2 * 8 - 4);  // what an older node sends
   EXPECT_TRUE(decode<MigPrepared>(mpb).mismatched.empty());
   HomePrepared hp{false, 10, 20, "no", {0x400000}};

@@ -150,6 +150,14 @@ struct MiscState {
   bool operator==(const MiscState&) const = default;
 };
 
+// A seccomp filter the program installed: classic BPF, each instruction
+// packed as code | jt << 16 | jf << 24 | k << 32 (ptrace::SeccompProgram).
+struct SeccompFilter {
+  uint32_t flags = 0;  // SECCOMP_FILTER_FLAG_LOG, as installed
+  std::vector<uint64_t> insns;
+  bool operator==(const SeccompFilter&) const = default;
+};
+
 struct PageData {
   uint64_t addr = 0;
   std::vector<std::byte> bytes;  // whole pages
@@ -177,6 +185,10 @@ struct ProcessImage {
   std::optional<std::array<TimerValue, 3>> itimers;  // indexed by ITimerWhich
   std::vector<PosixTimer> posix_timers;
   MiscState misc;
+  // The program's seccomp filters, the oldest first; a body installs them
+  // over roam's own. Empty for a body's image (its only filter is roam's,
+  // and the deputy at home kept the program's).
+  std::vector<SeccompFilter> seccomp_filters;
   std::vector<PageData> pages;  // content carried in memory (small images, tests); usually streamed instead
 
   bool operator==(const ProcessImage&) const = default;

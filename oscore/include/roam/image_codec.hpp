@@ -55,6 +55,7 @@ enum class Tag : uint16_t {
   itimers = 14,         // 3 TimerValue
   posix_timers = 15,    // PosixTimer list, each item length-prefixed
   misc = 16,            // MiscState
+  seccomp_filters = 17, // SeccompFilter list, each item length-prefixed (absent when none)
   header_end = 0x100,   // empty: the state is complete, page records follow
   pages = 0x101,        // address (u64), then whole pages up to the record's end
   trailer = 0x102,      // page count (u64), byte count (u64): the stream is complete

@@ -121,7 +121,12 @@ struct MigPrepared {
   // (by start) whose file this node has another version of: their contents
   // must travel whole (pages_to_send's `mismatched`).
   std::vector<uint64_t> mismatched;
+  // Appended; absent (an older node): 0.
+  uint8_t flags = 0;
 };
+// This node installs the program's seccomp filters in the body (an older
+// one would drop the image's filter section and run the body without them).
+inline constexpr uint8_t kPreparedInstallsFilters = 1;
 
 struct MigReady {
   static constexpr Type kType = Type::mig_ready;

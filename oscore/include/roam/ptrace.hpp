@@ -96,6 +96,11 @@ using Regs = user_regs_struct;
 enum class TraceOption : unsigned {
   sysgood = 0x01,    // PTRACE_O_TRACESYSGOOD
   exit_kill = 0x02,  // PTRACE_O_EXITKILL: the tracee dies when the tracer does
+  // PTRACE_O_SUSPEND_SECCOMP: the tracee's seccomp filters pass everything
+  // while it is traced, our injected calls included (CAP_SYS_ADMIN). A
+  // program's own filter could otherwise refuse, or kill it for, a call we
+  // inject; it is back in force once the tracee is detached.
+  suspend_seccomp = 0x04,
 };
 class TraceOptions {
  public:
@@ -103,6 +108,11 @@ class TraceOptions {
     for (TraceOption o : opts) bits_ |= static_cast<unsigned>(o);
   }
   constexpr bool has(TraceOption o) const { return (bits_ & static_cast<unsigned>(o)) != 0; }
+  constexpr TraceOptions with(TraceOption o) const {
+    TraceOptions t = *this;
+    t.bits_ |= static_cast<unsigned>(o);
+    return t;
+  }
   unsigned long ptrace_bits() const;  // as PTRACE_SETOPTIONS wants them
 
  private:
@@ -179,6 +189,8 @@ class Tracee {
   // Interrupts a running tracee first; afterwards the kernel delivers
   // whatever is pending as if we had never been there.
   void detach();
+  // PTRACE_SETOPTIONS: replaces the options seize() set (stopped tracee).
+  void set_options(TraceOptions opts);
 
   // Registers. fs_base and gs_base are part of Regs.
   Regs regs();
@@ -276,5 +288,18 @@ class StopWakeups {
   FileDesc fd_;
   bool was_blocked_ = false;
 };
+
+// One seccomp filter program of a stopped tracee: its flags
+// (PTRACE_SECCOMP_GET_METADATA reports SECCOMP_FILTER_FLAG_LOG only) and its
+// classic BPF instructions, each packed as code | jt << 16 | jf << 24 |
+// k << 32.
+struct SeccompProgram {
+  uint64_t flags = 0;
+  std::vector<uint64_t> insns;
+};
+// Every filter of the stopped tracee, the first installed first (index 0 of
+// PTRACE_SECCOMP_GET_FILTER is the oldest; needs CAP_SYS_ADMIN and a caller
+// under no filter of its own). Empty when it has none.
+std::vector<SeccompProgram> seccomp_filters(Tracee& t);
 
 }  // namespace roam::ptrace
