@@ -502,8 +502,11 @@ std::optional<std::array<KernelSigaction, 64>> sigactions_by_loop(RemoteSyscalls
   // The loop ends in an int3, whose SIGTRAP the kernel forces: that would
   // reset an ignored SIGTRAP's disposition (not a blocked one: SIGTRAP
   // stays unblocked while we inject).
-  if ((!filter_allows_reads && status_number(tid, "Seccomp:", 10, 1) != 0) || (ignored_signals(tid) & sigbit(SIGTRAP)) != 0)
-    return std::nullopt;
+  // A foreign seccomp filter could refuse the loop's calls, unless it is
+  // suspended while we trace (PTRACE_O_SUSPEND_SECCOMP).
+  bool filtered = !filter_allows_reads && !rs.tracee().options().has(TraceOption::suspend_seccomp) &&
+                  status_number(tid, "Seccomp:", 10, 1) != 0;
+  if (filtered || (ignored_signals(tid) & sigbit(SIGTRAP)) != 0) return std::nullopt;
   long page = rs.syscall(SYS_mmap, 0, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (page < 0 && page > -4096) return std::nullopt;
   RemotePtr<void> code(static_cast<std::uintptr_t>(page));
