@@ -91,24 +91,7 @@ class HomeAgent::Impl {
       if (auto m = image::migratable(pid_, static_cast<pid_t>(::gettid())); !m)
         throw UserError(fmt::format("process {} cannot migrate: {}", pid_, m.reason));
       image::ProcessImage plan = image::capture_from_proc(pid_);
-      id_ = identity_of(pid_);
-      msg::MigOffer offer;
-      offer.home_node = o_.self_node;
-      offer.home_pid = pid_;
-      offer.ppid = id_.ppid;
-      offer.uid = static_cast<uint32_t>(id_.uid);
-      offer.euid = static_cast<uint32_t>(id_.euid);
-      offer.gid = static_cast<uint32_t>(id_.gid);
-      offer.egid = static_cast<uint32_t>(id_.egid);
-      wire::Writer cw;
-      host_cpu_features().encode(cw);
-      offer.cpu = cw.take();
-      offer.image_bytes = image::content_bytes(plan);
-      offer.link_timeout_ms = static_cast<uint32_t>(o_.link_timeout.count());
-      offer.flags = msg::kOfferHomePrepares | msg::kOfferDescribesFiles;
-      offer.monotonic_ns = clock_ns(CLOCK_MONOTONIC);
-      offer.boottime_ns = clock_ns(CLOCK_BOOTTIME);
-      ch.send_msg(offer);
+      ch.send_msg(offer_for(plan));
       send_image(ch, plan);
       auto prepared = ch.recv(msg::prepare_wait(o_.link_timeout));
       if (msg::peek_type(prepared) == msg::Type::mig_refused)
@@ -162,6 +145,46 @@ class HomeAgent::Impl {
     }
     st.deputy_rss_kib = rss_kib(pid_);
     return st;
+  }
+
+  // What a target is told of the process: who it is at home, the CPU it
+  // started on, home's clocks now.
+  msg::MigOffer offer_for(const image::ProcessImage& plan) {
+    id_ = identity_of(pid_);
+    msg::MigOffer offer;
+    offer.home_node = o_.self_node;
+    offer.home_pid = pid_;
+    offer.ppid = id_.ppid;
+    offer.uid = static_cast<uint32_t>(id_.uid);
+    offer.euid = static_cast<uint32_t>(id_.euid);
+    offer.gid = static_cast<uint32_t>(id_.gid);
+    offer.egid = static_cast<uint32_t>(id_.egid);
+    wire::Writer cw;
+    host_cpu_features().encode(cw);
+    offer.cpu = cw.take();
+    offer.image_bytes = image::content_bytes(plan);
+    offer.link_timeout_ms = static_cast<uint32_t>(o_.link_timeout.count());
+    offer.flags = msg::kOfferHomePrepares | msg::kOfferDescribesFiles;
+    offer.monotonic_ns = clock_ns(CLOCK_MONOTONIC);
+    offer.boottime_ns = clock_ns(CLOCK_BOOTTIME);
+    return offer;
+  }
+
+  // Sends the body on from its node to `node` over `ch` (authenticated with
+  // it), relayed through here: the body's plan goes to the next node, which
+  // prepares; the body freezes and its image passes through to it; once it
+  // runs there the old node ends its copy. Nothing is restored here. False
+  // when a move is already under way.
+  bool move_on(uint32_t node, Channel ch, const std::string& reason) {
+    if (come_home_sent_ || next_ || !ch_.open()) return false;
+    next_ = std::move(ch);
+    next_node_ = node;
+    next_reason_ = reason;
+    next_refused_.reset();
+    ch_.send_msg(msg::ComeHome{reason});
+    last_sent_ = Clock::now();
+    come_home_sent_ = true;
+    return true;
   }
 
   HomeOutcome serve(int extra_fd, const std::function<void()>& on_extra) {
@@ -315,10 +338,16 @@ class HomeAgent::Impl {
       }
       case msg::Type::body_exit:
         return body_ended(msg::decode<msg::BodyExit>(body).status);
-      case msg::Type::home_plan:
-        return prepare_home(msg::decode<msg::HomePlan>(body));
-      case msg::Type::going_home:
-        return receive_home(msg::decode<msg::GoingHome>(body));
+      case msg::Type::home_plan: {
+        auto hp = msg::decode<msg::HomePlan>(body);
+        if (relaying(hp.reason)) return relay_plan();
+        return prepare_home(hp);
+      }
+      case msg::Type::going_home: {
+        auto gh = msg::decode<msg::GoingHome>(body);
+        if (relaying(gh.reason)) return relay_body(gh);
+        return receive_home(gh);
+      }
       case msg::Type::body_stopped: {
         auto m = msg::decode<msg::BodyStopped>(body);
         // A SIGCONT sent after the signals the body had when it stopped
@@ -1076,15 +1105,7 @@ class HomeAgent::Impl {
     } catch (const wire::DecodeError& e) {
       throw LinkLost{fmt::format("bad image of the body coming home: {}", e.what())};
     }
-    // The body's misc is roam's (no_new_privs): the program's is the
-    // original's, but for mlockall(), which the body sets itself.
-    uint32_t future = img.misc.mlockall_future;
-    img.misc = original_misc_;
-    // A body denied mlockall(MCL_FUTURE) (it runs unprivileged) gets it back
-    // here. Had it called munlockall() itself, that is lost: the calls are
-    // local to the body.
-    if (future == 0 && image::future_locking_needs_privilege(frozen_->image)) future = original_misc_.mlockall_future;
-    img.misc.mlockall_future = future;
+    as_program(img);
     mirror_.clear();
     mirrored_ = 0;
     std::optional<std::string> failed;
@@ -1161,7 +1182,7 @@ class HomeAgent::Impl {
     sent_whole_.clear();
     own_cpus_again();
     log_.push_back(fmt::format("coming home failed, the body runs on at its node: {}", why));
-    if (o_.on_home_failed) o_.on_home_failed(why);
+    if (o_.on_home_failed) o_.on_home_failed(fmt::format("coming home failed: {}", why));
   }
 
   // What release_memory() leaves, from a deputy in any state a failed
@@ -1192,6 +1213,168 @@ class HomeAgent::Impl {
     deputy_->set_signal_mask(~uint64_t{0});
   }
 
+  // ---- moving on (move_on) ----
+
+  // Whether the body comes for the move on: its reason is the one asked.
+  // Coming home for anything else (a call that needs home) drops the move
+  // on; the process then comes home, and whoever asked sends it on from
+  // here (roam-agent).
+  bool relaying(const std::string& reason) {
+    if (!next_) return false;
+    if (reason == next_reason_) return true;
+    log_.push_back(fmt::format("moving on to node {} dropped: the body comes home ({})", next_node_, reason));
+    next_.reset();
+    return false;
+  }
+
+  // A body's image as the program's: its misc is roam's (no_new_privs) but
+  // for mlockall(), its seccomp filters and exe the deputy's, its pid home's.
+  void as_program(image::ProcessImage& img) {
+    uint32_t future = img.misc.mlockall_future;
+    img.misc = original_misc_;
+    // A body denied mlockall(MCL_FUTURE) (it runs unprivileged) gets it back.
+    // Had it called munlockall() itself, that is lost: the call is local.
+    if (future == 0 && image::future_locking_needs_privilege(frozen_->image)) future = original_misc_.mlockall_future;
+    img.misc.mlockall_future = future;
+    img.seccomp_filters = frozen_->image.seccomp_filters;
+    img.exe = frozen_->image.exe;
+    img.pid = pid_;
+  }
+
+  // The body's plan goes on to the next node, which prepares a stub; its
+  // answer goes back as HomePrepared (the files it has other versions of
+  // travel whole). A refusal is kept for when the image comes: the body
+  // freezes all the same, and is told to run on (relay_body).
+  void relay_plan() {
+    ImageReceiver rx(ch_, o_.link_timeout);
+    image::ProcessImage plan;
+    try {
+      plan = rx.header();
+      rx.drain();
+    } catch (const wire::DecodeError& e) {
+      throw LinkLost{fmt::format("bad plan of the body moving on: {}", e.what())};
+    }
+    as_program(plan);
+    auto t0 = Clock::now();
+    msg::HomePrepared done;
+    try {
+      next_->send_msg(offer_for(plan));
+      send_image(*next_, plan);
+      auto reply = next_->recv(msg::prepare_wait(o_.link_timeout));
+      if (msg::peek_type(reply) == msg::Type::mig_refused)
+        throw UserError(msg::decode<msg::MigRefused>(reply).reason);
+      auto prep = msg::decode<msg::MigPrepared>(reply);
+      if (!frozen_->image.seccomp_filters.empty() && (prep.flags & msg::kPreparedInstallsFilters) == 0)
+        throw UserError("the process runs under a seccomp filter, which the target's older roam cannot carry");
+      done.ok = true;
+      done.populated_bytes = prep.populated_bytes;
+      done.mismatched = prep.mismatched;
+      next_prepared_ = Clock::now() - t0;
+      next_populated_ = prep.populated_bytes;
+    } catch (const UserError& e) {
+      next_refused_ = e.what();
+    } catch (const ChannelError& e) {
+      next_refused_ = fmt::format("node {}: {}", next_node_, e.what());
+    } catch (const wire::DecodeError& e) {
+      next_refused_ = fmt::format("node {} garbled its answer: {}", next_node_, e.what());
+    }
+    if (next_refused_) done.error = *next_refused_;
+    done.prepare_us = static_cast<uint64_t>(us(Clock::now() - t0).count());
+    send(done);
+  }
+
+  // A page source whose failures are the old node's link's.
+  struct OldLinkError {
+    std::string why;
+  };
+
+  // The frozen body's image passes through to the next node as it comes.
+  // Once the next node has restored it, the old node is told (HomeDone) and
+  // ends its copy; its queued signals, and those relayed to it meanwhile,
+  // go on to the new body, which then runs (MigGo), and the link to it
+  // becomes the body's link. If the next node refused or fails, the old
+  // node is told to run the body on (HomeDone false): the process stays
+  // where it was.
+  void relay_body(const msg::GoingHome& gh) {
+    auto t0 = Clock::now();
+    ImageReceiver rx(ch_, o_.link_timeout);
+    image::ProcessImage img;
+    try {
+      img = rx.header();
+    } catch (const wire::DecodeError& e) {
+      throw LinkLost{fmt::format("bad image of the body moving on: {}", e.what())};
+    }
+    as_program(img);
+    std::optional<std::string> failed = next_refused_;
+    uint64_t relayed = 0;
+    uint64_t restore_us = 0;
+    if (!failed) {
+      restore::PageSource from_old = [&, inner = rx.pages()]() {
+        try {
+          return inner();
+        } catch (const ChannelError& e) {
+          throw OldLinkError{e.what()};
+        } catch (const wire::DecodeError& e) {
+          throw OldLinkError{fmt::format("garbled image: {}", e.what())};
+        }
+      };
+      try {
+        relayed = relay_image(*next_, img, from_old);
+        auto reply = next_->recv(msg::prepare_wait(o_.link_timeout));
+        if (msg::peek_type(reply) == msg::Type::mig_refused)
+          failed = fmt::format("node {} refused it: {}", next_node_, msg::decode<msg::MigRefused>(reply).reason);
+        else
+          restore_us = msg::decode<msg::MigReady>(reply).restore_us;
+      } catch (const OldLinkError& e) {
+        throw LinkLost{fmt::format("the body's node failed while it moved on: {}", e.why)};
+      } catch (const ChannelError& e) {
+        failed = fmt::format("node {}: {}", next_node_, e.what());
+      } catch (const wire::DecodeError& e) {
+        failed = fmt::format("node {} garbled its answer: {}", next_node_, e.what());
+      }
+    }
+    if (failed) {
+      rx.drain();
+      next_.reset();  // the next node's agent sees the link close and kills its stub
+      send(msg::HomeDone{false, *failed});
+      come_home_sent_ = false;
+      next_refused_.reset();
+      log_.push_back(fmt::format("moving on to node {} failed, the body runs on at its node: {}", next_node_, *failed));
+      if (o_.on_home_failed) o_.on_home_failed(fmt::format("moving on to node {} failed: {}", next_node_, *failed));
+      return;
+    }
+    send(msg::HomeDone{true, {}});
+    std::vector<std::array<std::byte, 128>> again = gh.pending_signals;
+    for (;;) {
+      auto body = ch_.recv(o_.link_timeout);
+      if (msg::peek_type(body) == msg::Type::keepalive) continue;
+      auto gone = msg::decode<msg::BodyGone>(body);
+      again.insert(again.end(), gone.signals.begin(), gone.signals.end());
+      break;
+    }
+    msg::MigGo go;
+    go.before = gh.used;  // all it used so far, at home and away
+    next_->send_msg(go);
+    ch_ = std::move(*next_);
+    next_.reset();
+    pending_.clear();
+    signals_sent_ = last_cont_sent_ = 0;
+    last_sent_ = Clock::now();
+    come_home_sent_ = false;
+    for (const auto& raw : again) send(msg::FwdSignal{raw});
+    MoveStats st;
+    st.prepare = us(next_prepared_);
+    st.populated_bytes = next_populated_;
+    st.freeze = us(Clock::now() - t0);
+    st.image_bytes = relayed;
+    st.restore_us = restore_us;
+    st.deputy_rss_kib = rss_kib(pid_);
+    log_.push_back(fmt::format("moved on to node {} through here: {:.1f} MiB relayed, {:.1f} ms from the image's "
+                               "first byte until it ran there",
+                               next_node_, relayed / 1048576.0, st.freeze.count() / 1000.0));
+    if (o_.on_moved_on) o_.on_moved_on(next_node_, st);
+  }
+
   pid_t pid_;
   HomeOptions o_;
   std::optional<image::Frozen> frozen_;
@@ -1215,6 +1398,12 @@ class HomeAgent::Impl {
   int deputy_cpu_ = -1;   // the CPU the deputy is pinned to (follow_agent_cpu)
   cpu_set_t own_affinity_{};  // the process's own, put back when it comes home
   std::deque<std::vector<std::byte>> pending_;
+  std::optional<Channel> next_;  // moving on: the link to the next node
+  uint32_t next_node_ = 0;
+  std::string next_reason_;
+  std::optional<std::string> next_refused_;  // the next node refused or failed before the freeze
+  Clock::duration next_prepared_{};
+  uint64_t next_populated_ = 0;
   std::optional<ptrace::StopWakeups> stops_;  // while serving: the deputy stopped
   int extra_fd_ = -1;
   std::function<void()> on_extra_;
@@ -1235,5 +1424,8 @@ HomeOutcome HomeAgent::serve(int extra_fd, const std::function<void()>& on_extra
   return impl_->serve(extra_fd, on_extra);
 }
 void HomeAgent::come_home(const std::string& reason) { impl_->come_home(reason); }
+bool HomeAgent::move_on(uint32_t node, Channel ch, const std::string& reason) {
+  return impl_->move_on(node, std::move(ch), reason);
+}
 
 }  // namespace roam::mig

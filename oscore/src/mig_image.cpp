@@ -52,6 +52,38 @@ uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped
   return sent + tail.size();
 }
 
+uint64_t relay_image(Channel& ch, const image::ProcessImage& header, const restore::PageSource& pages) {
+  image::ImageEncoder enc;
+  std::vector<std::byte> head;
+  if (header.pages.empty()) {
+    head = enc.header(header);
+  } else {
+    image::ProcessImage state = header;
+    state.pages.clear();
+    head = enc.header(state);
+  }
+  for (size_t off = 0; off < head.size(); off += msg::kMigChunkBytes) {
+    auto piece = std::span<const std::byte>(head).subspan(off, std::min(msg::kMigChunkBytes, head.size() - off));
+    ch.send_msg(msg::MigChunk{{piece.begin(), piece.end()}});
+  }
+  uint64_t sent = head.size();
+  constexpr size_t kPiece = (msg::kMigChunkBytes - image::kPagesPrefixBytes) & ~size_t{4095};
+  while (auto run = pages()) {
+    for (size_t off = 0; off < run->second.size(); off += kPiece) {
+      auto piece = run->second.subspan(off, std::min(kPiece, run->second.size() - off));
+      auto prefix = enc.pages_prefix(run->first + off, piece.size());
+      wire::Writer h;
+      h.u16(static_cast<uint16_t>(msg::Type::mig_chunk));
+      h.u32(static_cast<uint32_t>(prefix.size() + piece.size()));
+      ch.send_bulk({std::span<const std::byte>(h.buffer()), std::span<const std::byte>(prefix), piece});
+      sent += prefix.size() + piece.size();
+    }
+  }
+  std::vector<std::byte> tail = enc.trailer();
+  ch.send_msg(msg::MigChunk{std::move(tail)});
+  return sent + tail.size();
+}
+
 ImageReceiver::ImageReceiver(Channel& ch, std::chrono::milliseconds timeout)
     : ch_(ch), timeout_(timeout), dec_(msg::kMigMaxFrame) {}
 

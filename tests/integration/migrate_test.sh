@@ -1259,6 +1259,40 @@ seccomp_sandbox_body() {
 }
 seccomp_sandbox_cleanup() { cluster_down; }
 
+atf_test_case move_on cleanup
+move_on_head() {
+  atf_set descr "a process away moves on to another remote node with its image relayed through home, nothing restored at home (the deputy stays small); a next node that refuses leaves it running where it was"
+  atf_set require.user root
+  atf_set timeout 180
+}
+move_on_body() {
+  roam_init
+  # Slow gossip: node 1 does not learn node 3's stay, node 3 refuses itself.
+  cluster_up 3 --set gossip.step_ms=60000
+  pid=$(job_start 1 mo "$(wl mem_pattern)" 64)
+  wait_line mo.out '^READY'
+  migrate_ok 1 "$pid" 2
+  atf_check -o ignore mosctl cluster exec 3 -- mosctl stay
+  atf_check -s exit:1 -o ignore -e "match:process $pid stays at node 2: moving on to node 3 failed: .*node 3 takes no guests \(mosctl stay\)" \
+    mosctl cluster exec 1 -- migrate "$pid" 3
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "the process is not at node 2 after node 3 refused it"
+  [ -n "$(body_pid 2)" ] || atf_fail "no body runs on node 2 after node 3 refused it"
+  atf_check -o ignore mosctl cluster exec 3 -- mosctl nostay
+  migrate_ok 1 "$pid" 3
+  [ -z "$(body_pid 2)" ] || atf_fail "a body is left on node 2"
+  [ -n "$(body_pid 3)" ] || atf_fail "no body runs on node 3"
+  grep -q "moved from node 2 to node 3 through home" "$(mosd_log 1)" || atf_fail "node 1 did not relay the move"
+  ! grep -q "coming home (asked to node 3)" "$(mosd_log 1)" || atf_fail "the process came home on its way to node 3"
+  rss=$(on_node 1 mosps --json | python3 -c "import json,sys; print(next(p['rss'] for p in json.load(sys.stdin) if p['pid']==$pid))")
+  [ "$rss" -lt 262144 ] || atf_fail "the deputy holds $rss bytes after the move on"
+  migrate_ok 1 "$pid" 2
+  migrate_ok 1 "$pid" home
+  on_node 1 kill -USR1 "$pid"
+  expect_status mo 0
+  atf_check -o "match:^PASS$" cat mo.out
+}
+move_on_cleanup() { cluster_down; }
+
 atf_init_test_cases() {
   atf_add_test_case cpu_round_trip
   atf_add_test_case memory_1g
@@ -1282,6 +1316,7 @@ atf_init_test_cases() {
   atf_add_test_case forced_home_fails
   atf_add_test_case mlockall_future
   atf_add_test_case seccomp_sandbox
+  atf_add_test_case move_on
   atf_add_test_case file_versions
   atf_add_test_case sigchld_ignored_away
   atf_add_test_case clocks

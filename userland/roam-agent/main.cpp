@@ -132,9 +132,25 @@ class HomeSide {
                  .on_home_failed =
                      [&](const std::string& why) {
                        std::string line =
-                           fmt::format("process {} stays at node {}: coming home failed: {}", pid_, current_, why);
+                           fmt::format("process {} stays at node {}: {}", pid_, current_, why);
                        log_warn("{}", line);
                        if (asking) asking->reply(false, line);
+                       asking.reset();
+                     },
+                 .on_moved_on =
+                     [&](uint32_t to, const mig::MoveStats& st) {
+                       std::string line = fmt::format(
+                           "process {} moved from node {} to node {} through home (frozen {:.1f} ms, {:.1f} MiB "
+                           "relayed, deputy keeps {} KiB)",
+                           pid_, current_, to, st.freeze.count() / 1000.0, st.image_bytes / 1048576.0,
+                           st.deputy_rss_kib);
+                       log_info("{}", line);
+                       current_ = to;
+                       moved_bytes_ = st.image_bytes;
+                       write_where(to);
+                       write_stats(0);
+                       write_last_move(st.image_bytes, st.freeze.count() / 1000.0);
+                       if (asking) asking->reply(true, line);
                        asking.reset();
                      },
                  .fault = [this](std::string_view point) { return take_fault(point); }});
@@ -175,9 +191,34 @@ class HomeSide {
           c->reply(false, fmt::format("process {} is already on its way", pid_));
           return;
         }
+        if (want != 0) {
+          // On from one remote node to another: relayed through here,
+          // nothing restored here.
+          const NodeSpec* to = cfg_.find(want);
+          if (!to) {
+            c->reply(false, fmt::format("node {} is not in the cluster map", want));
+            return;
+          }
+          try {
+            Channel next = dial_channel(to->address, static_cast<uint16_t>(to->port + 1), key_, c_.node, want,
+                                        msg::kFeatMigration,
+                                        std::chrono::milliseconds(cfg_.settings.connect_timeout_ms), msg::kMigMaxFrame,
+                                        cfg_.settings.seal_pages);
+            if (!agent.move_on(want, std::move(next), fmt::format("asked to node {}", want))) {
+              c->reply(false, fmt::format("process {} is already on its way", pid_));
+              return;
+            }
+          } catch (const std::exception& e) {
+            c->reply(false, fmt::format("process {} stays at node {}: {}", pid_, current_, e.what()));
+            return;
+          }
+          if (c->req.async) c->reply(true, fmt::format("moving process {} on to node {}", pid_, want));
+          asking = std::move(c);
+          return;
+        }
         if (c->req.async) c->reply(true, fmt::format("bringing process {} home", pid_));
         asking = std::move(c);
-        agent.come_home(want == 0 ? "asked home" : fmt::format("asked to node {}", want));
+        agent.come_home("asked home");
       });
       for (const auto& l : out.log) log_info("{}", l);
       ::unlink(where_.c_str());

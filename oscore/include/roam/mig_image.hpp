@@ -23,6 +23,11 @@ namespace roam::mig {
 uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped = 0,
                     std::span<const uint64_t> mismatched = {});
 
+// The same stream from another source: `header`'s state sections, then
+// the runs `pages` gives, each sent as it comes (a home relaying a body from
+// one node to another: nothing is held but the run in hand).
+uint64_t relay_image(Channel& ch, const image::ProcessImage& header, const restore::PageSource& pages);
+
 class ImageReceiver {
  public:
   ImageReceiver(Channel& ch, std::chrono::milliseconds timeout);

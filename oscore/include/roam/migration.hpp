@@ -66,9 +66,12 @@ struct HomeOptions {
   // Usage of earlier trips away that the process's own figures at home
   // lack (HomeOutcome::away_usage of the last one): sent with the move.
   CpuUsage carried;
-  // A coming home failed, and the body runs on where it is (the deputy is
-  // released again): one line, why. serve() goes on serving it.
+  // A coming home (or moving on) failed, and the body runs on where it is
+  // (the deputy is released again): one line, what failed and why. serve()
+  // goes on serving it.
   std::function<void(const std::string& why)> on_home_failed;
+  // The body moved on (move_on) and runs at `node`.
+  std::function<void(uint32_t node, const MoveStats& stats)> on_moved_on;
   // Fault injection for tests, asked once per coming home at each point:
   // true for "home-prepare" makes laying the deputy out fail (the restore
   // then goes without), for "home-restore" makes the restore fail after the
@@ -114,6 +117,11 @@ class HomeAgent {
 
   // Asks the body to come home; serve() returns once it is restored here.
   void come_home(const std::string& reason);
+  // Asks the body to move on from its node to `node` over `ch` (dialed and
+  // authenticated with it), its image relayed through here and nothing
+  // restored here; serve() goes on serving it there (on_moved_on), or where
+  // it was (on_home_failed). False when a move is already under way.
+  bool move_on(uint32_t node, Channel ch, const std::string& reason);
 
   pid_t pid() const { return pid_; }
 
