@@ -227,7 +227,7 @@ Frozen capture_stopped(ptrace::Tracee tracee, const CaptureOptions& options) {
   Migratability m;
   try {
     vmas = read_maps(pid);
-    m = migratable(pid, static_cast<pid_t>(::gettid()), vmas, options.body_filter);
+    m = migratable(pid, static_cast<pid_t>(::gettid()), vmas);
   } catch (const SysError&) {
     m = migratable(pid, static_cast<pid_t>(::gettid()));  // the reason, for a process that went
     if (m) throw;

@@ -52,7 +52,7 @@ std::optional<std::string> unmovable_region(const Vma& v) {
   return std::nullopt;
 }
 
-Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas, bool body_filter) {
+Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas) {
   std::vector<std::string> stat = proc::stat_fields(proc::read_file(pid, "stat"));
   if (stat.size() < 21) throw FormatError(fmt::format("short /proc/{}/stat", pid));
   const std::string& state = stat[3];
@@ -72,7 +72,6 @@ Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas, b
   // frozen capture can see. Strict mode allows no call roam could forward.
   uint64_t seccomp = proc::status_number(status, "Seccomp");
   if (seccomp == 1) return refuse("runs in seccomp strict mode");
-  (void)body_filter;
 
   std::vector<Vma> read;
   if (!vmas) vmas = &(read = read_maps(pid));
@@ -81,9 +80,9 @@ Migratability check(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas, b
   return {true, {}};
 }
 
-Migratability checked(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas, bool body_filter) {
+Migratability checked(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas) {
   try {
-    return check(pid, own_tracer, vmas, body_filter);
+    return check(pid, own_tracer, vmas);
   } catch (const SysError& e) {
     if (e.err() == ENOENT || e.err() == ESRCH) return refuse(fmt::format("process {} does not exist", pid));
     if (e.err() == EACCES || e.err() == EPERM) return refuse(fmt::format("process {} is not ours to inspect", pid));
@@ -93,10 +92,10 @@ Migratability checked(pid_t pid, pid_t own_tracer, const std::vector<Vma>* vmas,
 
 }  // namespace
 
-Migratability migratable(pid_t pid, pid_t own_tracer) { return checked(pid, own_tracer, nullptr, false); }
+Migratability migratable(pid_t pid, pid_t own_tracer) { return checked(pid, own_tracer, nullptr); }
 
-Migratability migratable(pid_t pid, pid_t own_tracer, const std::vector<Vma>& vmas, bool body_filter) {
-  return checked(pid, own_tracer, &vmas, body_filter);
+Migratability migratable(pid_t pid, pid_t own_tracer, const std::vector<Vma>& vmas) {
+  return checked(pid, own_tracer, &vmas);
 }
 
 }  // namespace roam::image

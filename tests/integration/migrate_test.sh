@@ -208,21 +208,22 @@ tcp_connection_cleanup() {
 
 atf_test_case signal_storm cleanup
 signal_storm_head() {
-  atf_set descr "a handler counts a storm of signals sent to the home pid during moves: every queued one arrives"
+  atf_set descr "a handler counts a storm of signals sent to the home pid during moves (out, on to another node through home, back): every queued one arrives"
   atf_set require.user root
   atf_set timeout 180
 }
 signal_storm_body() {
   roam_init
-  cluster_up 2
+  cluster_up 3
   pid=$(job_start 1 storm "$(wl signal_storm)")
   wait_line storm.out '^READY'
   on_node 1 "$(wl signal_sender)" "$pid" 1000 >sender.out 2>&1 &
   sender=$!
-  # Back and forth for as long as the storm lasts (signals cross every move).
+  # Round trips for as long as the storm lasts (signals cross every move).
   moves=0
   while kill -0 $sender 2>/dev/null || [ $moves -lt 2 ]; do
     migrate_ok 1 "$pid" 2
+    migrate_ok 1 "$pid" 3
     migrate_ok 1 "$pid" home
     moves=$((moves + 1))
   done
@@ -1131,12 +1132,13 @@ home_restore_fails_body() {
   # The deputy holds part of the 64 MiB the restore had mapped: released again.
   rss=$(on_node 1 mosps --json | python3 -c "import json,sys; print(next(p['rss'] for p in json.load(sys.stdin) if p['pid']==$pid))")
   [ "$rss" -lt 262144 ] || atf_fail "the deputy still holds $rss bytes after the failed coming home"
-  # The same deputy takes a full restore on the way to node 3, though laying
-  # it out before the freeze fails (injected): the restore goes without.
+  # The same deputy takes a full restore, though laying it out before the
+  # freeze fails (injected): the restore goes without.
   on_node 1 sh -c "echo home-prepare >/run/roam/agents/$pid.fault"
-  migrate_ok 1 "$pid" 3
+  migrate_ok 1 "$pid" home
   on_node 1 test ! -e "/run/roam/agents/$pid.fault" || atf_fail "the second fault was not taken"
   [ -z "$(body_pid 2)" ] || atf_fail "a body is left on node 2"
+  migrate_ok 1 "$pid" 3
   migrate_ok 1 "$pid" home
   on_node 1 kill -USR1 "$pid"
   expect_status hf 0

@@ -737,7 +737,7 @@ TEST(Migratable, SeccompFilteredProcessesMove) {
     return std::string();
   });
   EXPECT_EQ(text_of(migratable(filtered.pid())), "OK");
-  EXPECT_EQ(text_of(migratable(filtered.pid(), 0, read_maps(filtered.pid()), true)), "OK");
+  EXPECT_EQ(text_of(migratable(filtered.pid(), 0, read_maps(filtered.pid()))), "OK");
 }
 
 TEST(Migratable, TracedZombieKernelThreadAndMissing) {

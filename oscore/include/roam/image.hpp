@@ -203,8 +203,9 @@ struct CaptureOptions {
   // (pages_to_send, read_pages), so no copy of the whole image is made.
   bool contents = true;
   // The process runs under roam's body filter (a body going home): its
-  // seccomp filter is not the program's (migratable() refuses those), and
-  // it lets rt_sigaction reads through from anywhere (all_sigactions).
+  // filters are roam's and copies of the program's, which the capture does
+  // not read (the deputy at home kept the program's), and roam's lets
+  // rt_sigaction reads through from anywhere (all_sigactions).
   bool body_filter = false;
 };
 

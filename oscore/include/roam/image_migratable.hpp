@@ -26,7 +26,6 @@ Migratability migratable(pid_t pid, pid_t own_tracer = 0);
 // The same, judging the regions `vmas` (read_maps of the process) instead of
 // reading them again: a capture reads smaps, which walks every page table,
 // once.
-// `body_filter`: its seccomp filter is roam's own (a body), not a reason.
-Migratability migratable(pid_t pid, pid_t own_tracer, const std::vector<Vma>& vmas, bool body_filter = false);
+Migratability migratable(pid_t pid, pid_t own_tracer, const std::vector<Vma>& vmas);
 
 }  // namespace roam::image
