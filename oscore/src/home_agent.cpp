@@ -1096,16 +1096,35 @@ class HomeAgent::Impl {
                                                    WIFSIGNALED(status) ? WTERMSIG(status) : -1);
   }
 
-  void receive_home(const msg::GoingHome& gh) {
-    auto t0 = Clock::now();
-    ImageReceiver rx(ch_, o_.link_timeout);
+  // The header of the body's image (or plan), made the program's.
+  image::ProcessImage body_header(ImageReceiver& rx, const char* what) {
     image::ProcessImage img;
     try {
       img = rx.header();
     } catch (const wire::DecodeError& e) {
-      throw LinkLost{fmt::format("bad image of the body coming home: {}", e.what())};
+      throw LinkLost{fmt::format("bad {}: {}", what, e.what())};
     }
     as_program(img);
+    return img;
+  }
+
+  // Once the body's node was told HomeDone: the signals queued at the body
+  // when it froze, then those relayed to it since (its BodyGone).
+  std::vector<std::array<std::byte, 128>> signals_left(const msg::GoingHome& gh) {
+    std::vector<std::array<std::byte, 128>> left = gh.pending_signals;
+    for (;;) {
+      auto body = ch_.recv(o_.link_timeout);
+      if (msg::peek_type(body) == msg::Type::keepalive) continue;
+      auto gone = msg::decode<msg::BodyGone>(body);
+      left.insert(left.end(), gone.signals.begin(), gone.signals.end());
+      return left;
+    }
+  }
+
+  void receive_home(const msg::GoingHome& gh) {
+    auto t0 = Clock::now();
+    ImageReceiver rx(ch_, o_.link_timeout);
+    image::ProcessImage img = body_header(rx, "image of the body coming home");
     mirror_.clear();
     mirrored_ = 0;
     std::optional<std::string> failed;
@@ -1136,14 +1155,7 @@ class HomeAgent::Impl {
     send(msg::HomeDone{true, {}});
     // Signals queued at the body, then those forwarded while it travelled,
     // are queued here again before the process runs.
-    std::vector<std::array<std::byte, 128>> again = gh.pending_signals;
-    for (;;) {
-      auto body = ch_.recv(o_.link_timeout);
-      if (msg::peek_type(body) == msg::Type::keepalive) continue;
-      auto gone = msg::decode<msg::BodyGone>(body);
-      again.insert(again.end(), gone.signals.begin(), gone.signals.end());
-      break;
-    }
+    std::vector<std::array<std::byte, 128>> again = signals_left(gh);
     for (const auto& raw : again) {
       siginfo_t info;
       std::memcpy(&info, raw.data(), sizeof info);
@@ -1247,14 +1259,12 @@ class HomeAgent::Impl {
   // freezes all the same, and is told to run on (relay_body).
   void relay_plan() {
     ImageReceiver rx(ch_, o_.link_timeout);
-    image::ProcessImage plan;
+    image::ProcessImage plan = body_header(rx, "plan of the body moving on");
     try {
-      plan = rx.header();
       rx.drain();
     } catch (const wire::DecodeError& e) {
       throw LinkLost{fmt::format("bad plan of the body moving on: {}", e.what())};
     }
-    as_program(plan);
     auto t0 = Clock::now();
     msg::HomePrepared done;
     try {
@@ -1298,13 +1308,7 @@ class HomeAgent::Impl {
   void relay_body(const msg::GoingHome& gh) {
     auto t0 = Clock::now();
     ImageReceiver rx(ch_, o_.link_timeout);
-    image::ProcessImage img;
-    try {
-      img = rx.header();
-    } catch (const wire::DecodeError& e) {
-      throw LinkLost{fmt::format("bad image of the body moving on: {}", e.what())};
-    }
-    as_program(img);
+    image::ProcessImage img = body_header(rx, "image of the body moving on");
     std::optional<std::string> failed = next_refused_;
     uint64_t relayed = 0;
     uint64_t restore_us = 0;
@@ -1344,14 +1348,7 @@ class HomeAgent::Impl {
       return;
     }
     send(msg::HomeDone{true, {}});
-    std::vector<std::array<std::byte, 128>> again = gh.pending_signals;
-    for (;;) {
-      auto body = ch_.recv(o_.link_timeout);
-      if (msg::peek_type(body) == msg::Type::keepalive) continue;
-      auto gone = msg::decode<msg::BodyGone>(body);
-      again.insert(again.end(), gone.signals.begin(), gone.signals.end());
-      break;
-    }
+    std::vector<std::array<std::byte, 128>> again = signals_left(gh);
     msg::MigGo go;
     go.before = gh.used;  // all it used so far, at home and away
     next_->send_msg(go);
