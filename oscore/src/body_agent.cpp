@@ -1084,8 +1084,9 @@ class BodyServer {
     out_.message = fmt::format("went home: {}", reason);
   }
 
-  // Home could not restore the body (and released its deputy again): the
-  // body runs on here, with the signals home relayed meanwhile. A call that
+  // Home could not restore the body (and released its deputy again), or
+  // the node it was to move on to refused it: the body runs on here, with
+  // the signals home relayed meanwhile. A call that
   // needed home (`forced`) fails as it would where memory is short: fork,
   // vfork and clone with EAGAIN, anything else with ENOMEM. Any other call
   // the freeze interrupted is re-issued, as after a signal.
