@@ -501,6 +501,7 @@ class BodyServer {
       case msg::Type::home_prepared: {
         auto hp = msg::decode<msg::HomePrepared>(body);
         if (!going_) throw LinkLost{"home prepared for a coming home nobody asked for"};
+        if (hp.call_off) return called_off(hp.error);
         if (!hp.ok) out_.log.push_back(fmt::format("home could not prepare for the coming home: {}", hp.error));
         going_->prepared = true;
         going_->mismatched = std::move(hp.mismatched);
@@ -1038,6 +1039,18 @@ class BodyServer {
     send(msg::HomePlan{reason, image::content_bytes(plan)});
     send_image(ch_, plan);
     going_ = Going{reason, notif, forced};
+  }
+
+  // Home called the move off before the freeze (the node it was to move on
+  // to refused it): the body runs on as it was. A call that came to need
+  // home meanwhile is re-issued, and goes home afresh.
+  void called_off(const std::string& why) {
+    out_.log.push_back(fmt::format("the move was called off: {}", why));
+    std::optional<uint64_t> notif = going_->notif;
+    going_.reset();
+    home_requested_ = false;
+    home_reason_.clear();
+    if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
   }
 
   // Freezes the body (answering `notif` with a restart so the call is

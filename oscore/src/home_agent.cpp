@@ -180,6 +180,7 @@ class HomeAgent::Impl {
     next_ = std::move(ch);
     next_node_ = node;
     next_reason_ = reason;
+    called_off_.clear();
     next_refused_.reset();
     ch_.send_msg(msg::ComeHome{reason});
     last_sent_ = Clock::now();
@@ -340,7 +341,7 @@ class HomeAgent::Impl {
         return body_ended(msg::decode<msg::BodyExit>(body).status);
       case msg::Type::home_plan: {
         auto hp = msg::decode<msg::HomePlan>(body);
-        if (relaying(hp.reason)) return relay_plan();
+        if (next_ && relaying(hp.reason)) return relay_plan();
         return prepare_home(hp);
       }
       case msg::Type::going_home: {
@@ -1232,7 +1233,7 @@ class HomeAgent::Impl {
   // on; the process then comes home, and whoever asked sends it on from
   // here (roam-agent).
   bool relaying(const std::string& reason) {
-    if (!next_) return false;
+    if (!next_) return !called_off_.empty() && reason == called_off_;
     if (reason == next_reason_) return true;
     log_.push_back(fmt::format("moving on to node {} dropped: the body comes home ({})", next_node_, reason));
     next_.reset();
@@ -1288,9 +1289,21 @@ class HomeAgent::Impl {
     } catch (const wire::DecodeError& e) {
       next_refused_ = fmt::format("node {} garbled its answer: {}", next_node_, e.what());
     }
-    if (next_refused_) done.error = *next_refused_;
     done.prepare_us = static_cast<uint64_t>(us(Clock::now() - t0).count());
+    if (!next_refused_) return send(done);
+    // Called off: the body does not freeze and runs on where it is. A body
+    // agent too old to know freezes anyway; its image is turned away
+    // (relay_body).
+    done.error = *next_refused_;
+    done.call_off = true;
     send(done);
+    called_off_ = next_reason_;
+    std::string why = *next_refused_;
+    next_.reset();
+    next_refused_.reset();
+    come_home_sent_ = false;
+    log_.push_back(fmt::format("moving on to node {} called off, the body runs on at its node: {}", next_node_, why));
+    if (o_.on_home_failed) o_.on_home_failed(fmt::format("moving on to node {} failed: {}", next_node_, why));
   }
 
   // A page source whose failures are the old node's link's.
@@ -1309,6 +1322,13 @@ class HomeAgent::Impl {
     auto t0 = Clock::now();
     ImageReceiver rx(ch_, o_.link_timeout);
     image::ProcessImage img = body_header(rx, "image of the body moving on");
+    if (!next_) {
+      // Called off, and the body froze all the same (an older body agent).
+      rx.drain();
+      send(msg::HomeDone{false, "the move was called off"});
+      called_off_.clear();
+      return;
+    }
     std::optional<std::string> failed = next_refused_;
     uint64_t relayed = 0;
     uint64_t restore_us = 0;
@@ -1399,6 +1419,7 @@ class HomeAgent::Impl {
   uint32_t next_node_ = 0;
   std::string next_reason_;
   std::optional<std::string> next_refused_;  // the next node refused or failed before the freeze
+  std::string called_off_;  // the reason of a move on called off (HomePrepared::call_off)
   Clock::duration next_prepared_{};
   uint64_t next_populated_ = 0;
   std::optional<ptrace::StopWakeups> stops_;  // while serving: the deputy stopped

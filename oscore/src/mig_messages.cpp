@@ -272,6 +272,7 @@ void encode_fields(wire::Writer& w, const HomePrepared& m) {
   w.u64(m.populated_bytes);
   w.str(m.error);
   put_starts(w, m.mismatched);
+  w.boolean(m.call_off);
 }
 void decode_fields(wire::Reader& r, HomePrepared& m) {
   m.ok = r.boolean();
@@ -279,6 +280,7 @@ void decode_fields(wire::Reader& r, HomePrepared& m) {
   m.populated_bytes = r.u64();
   m.error = r.str(4096);
   m.mismatched = get_starts(r);
+  if (r.remaining() > 0) m.call_off = r.boolean();
 }
 
 void encode_fields(wire::Writer& w, const HomeDone& m) {

@@ -1265,7 +1265,7 @@ seccomp_sandbox_cleanup() { cluster_down; }
 
 atf_test_case move_on cleanup
 move_on_head() {
-  atf_set descr "a process away moves on to another remote node with its image relayed through home, nothing restored at home (the deputy stays small); a next node that refuses leaves it running where it was"
+  atf_set descr "a process away moves on to another remote node with its image relayed through home, nothing restored at home (the deputy stays small); a next node that refuses leaves it running where it was, unfrozen (the move is called off)"
   atf_set require.user root
   atf_set timeout 180
 }
@@ -1286,6 +1286,8 @@ move_on_body() {
   [ -z "$(body_pid 2)" ] || atf_fail "a body is left on node 2"
   [ -n "$(body_pid 3)" ] || atf_fail "no body runs on node 3"
   grep -q "moved from node 2 to node 3 through home" "$(mosd_log 1)" || atf_fail "node 1 did not relay the move"
+  grep -q "the move was called off: node 3 takes no guests" "$(mosd_log 2)" ||
+    atf_fail "node 2 did not learn before its freeze that the move was off"
   ! grep -q "coming home (asked to node 3)" "$(mosd_log 1)" || atf_fail "the process came home on its way to node 3"
   rss=$(on_node 1 mosps --json | python3 -c "import json,sys; print(next(p['rss'] for p in json.load(sys.stdin) if p['pid']==$pid))")
   [ "$rss" -lt 262144 ] || atf_fail "the deputy holds $rss bytes after the move on"

@@ -952,8 +952,12 @@ TEST(MigMessages, MappedFileRoundTrip) {
   EXPECT_EQ(decode<MigPrepared>(mpb).mismatched, mp.mismatched);
   mpb.resize(mpb.size() - 2 * 8 - 4);  // what an older node sends
   EXPECT_TRUE(decode<MigPrepared>(mpb).mismatched.empty());
-  HomePrepared hp{false, 10, 20, "no", {0x400000}};
+  HomePrepared hp{false, 10, 20, "no", {0x400000}, true};
   auto hpb = encode(hp);
+  EXPECT_EQ(decode<HomePrepared>(hpb).mismatched, hp.mismatched);
+  EXPECT_TRUE(decode<HomePrepared>(hpb).call_off);
+  hpb.resize(hpb.size() - 1);  // an older home: no call_off
+  EXPECT_FALSE(decode<HomePrepared>(hpb).call_off);
   EXPECT_EQ(decode<HomePrepared>(hpb).mismatched, hp.mismatched);
   hpb.resize(hpb.size() - 4);  // a count claiming more starts than follow
   EXPECT_THROW(decode<HomePrepared>(hpb), wire::DecodeError);

@@ -223,6 +223,9 @@ struct HomePrepared {
   uint64_t populated_bytes = 0;
   std::string error;
   std::vector<uint64_t> mismatched;  // appended; as MigPrepared's (also when !ok)
+  // Appended; absent (an older home): false. The move is off (the node it
+  // was to move on to refused it): the body does not freeze and runs on.
+  bool call_off = false;
 };
 
 struct HomeDone {
