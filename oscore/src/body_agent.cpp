@@ -1094,7 +1094,8 @@ class BodyServer {
     out_.body_status = status;
     ended_ = true;
     out_.end = BodyOutcome::End::went_home;
-    out_.message = fmt::format("went home: {}", reason);
+    out_.message = done.moved_on_to != 0 ? fmt::format("moved on to node {} through home: {}", done.moved_on_to, reason)
+                                         : fmt::format("went home: {}", reason);
   }
 
   // Home could not restore the body (and released its deputy again), or

@@ -1367,7 +1367,7 @@ class HomeAgent::Impl {
       if (o_.on_home_failed) o_.on_home_failed(fmt::format("moving on to node {} failed: {}", next_node_, *failed));
       return;
     }
-    send(msg::HomeDone{true, {}});
+    send(msg::HomeDone{true, {}, next_node_});
     std::vector<std::array<std::byte, 128>> again = signals_left(gh);
     msg::MigGo go;
     go.before = gh.used;  // all it used so far, at home and away

@@ -286,10 +286,12 @@ void decode_fields(wire::Reader& r, HomePrepared& m) {
 void encode_fields(wire::Writer& w, const HomeDone& m) {
   w.boolean(m.ok);
   w.str(m.error);
+  w.u32(m.moved_on_to);
 }
 void decode_fields(wire::Reader& r, HomeDone& m) {
   m.ok = r.boolean();
   m.error = r.str(4096);
+  if (r.remaining() > 0) m.moved_on_to = r.u32();
 }
 
 void encode_fields(wire::Writer& w, const BodyExit& m) { w.i32(m.status); }

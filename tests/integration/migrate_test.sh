@@ -1288,6 +1288,8 @@ move_on_body() {
   grep -q "moved from node 2 to node 3 through home" "$(mosd_log 1)" || atf_fail "node 1 did not relay the move"
   grep -q "the move was called off: node 3 takes no guests" "$(mosd_log 2)" ||
     atf_fail "node 2 did not learn before its freeze that the move was off"
+  grep -q "moved on to node 3 through home: asked to node 3" "$(mosd_log 2)" ||
+    atf_fail "node 2 does not log that its body moved on to node 3"
   ! grep -q "coming home (asked to node 3)" "$(mosd_log 1)" || atf_fail "the process came home on its way to node 3"
   rss=$(on_node 1 mosps --json | python3 -c "import json,sys; print(next(p['rss'] for p in json.load(sys.stdin) if p['pid']==$pid))")
   [ "$rss" -lt 262144 ] || atf_fail "the deputy holds $rss bytes after the move on"

@@ -961,6 +961,12 @@ TEST(MigMessages, MappedFileRoundTrip) {
   EXPECT_EQ(decode<HomePrepared>(hpb).mismatched, hp.mismatched);
   hpb.resize(hpb.size() - 4);  // a count claiming more starts than follow
   EXPECT_THROW(decode<HomePrepared>(hpb), wire::DecodeError);
+  HomeDone hd{true, {}, 3};
+  auto hdb = encode(hd);
+  EXPECT_EQ(decode<HomeDone>(hdb).moved_on_to, 3u);
+  hdb.resize(hdb.size() - 4);  // an older home
+  EXPECT_EQ(decode<HomeDone>(hdb).moved_on_to, 0u);
+  EXPECT_TRUE(decode<HomeDone>(hdb).ok);
   MigOffer offer;
   offer.home_pid = 77;
   offer.flags = kOfferHomePrepares | kOfferDescribesFiles;

@@ -232,6 +232,9 @@ struct HomeDone {
   static constexpr Type kType = Type::home_done;
   bool ok = false;
   std::string error;
+  // Appended; absent (an older home): 0. The body went on to this node
+  // (relayed through home), not home.
+  uint32_t moved_on_to = 0;
 };
 
 struct BodyExit {
