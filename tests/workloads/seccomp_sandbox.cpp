@@ -27,7 +27,7 @@ volatile sig_atomic_t g_sigsys = 0;
 volatile sig_atomic_t g_sigsys_nr = -1;
 
 void on_sigsys(int, siginfo_t* si, void*) {
-  ++g_sigsys;
+  g_sigsys = g_sigsys + 1;
   g_sigsys_nr = si->si_syscall;
 }
 
