@@ -1333,7 +1333,10 @@ class HomeAgent::Impl {
     uint64_t relayed = 0;
     uint64_t restore_us = 0;
     if (!failed) {
-      restore::PageSource from_old = [&, inner = rx.pages()]() {
+      bool fault = o_.fault && o_.fault("move-on");
+      restore::PageSource from_old = [&, inner = rx.pages(), runs = 0]() mutable {
+        if (fault && ++runs > 1)  // as if the next node's link broke
+          throw ChannelError("fault injected after the first run relayed (agents/PID.fault)");
         try {
           return inner();
         } catch (const ChannelError& e) {

@@ -1265,7 +1265,7 @@ seccomp_sandbox_cleanup() { cluster_down; }
 
 atf_test_case move_on cleanup
 move_on_head() {
-  atf_set descr "a process away moves on to another remote node with its image relayed through home, nothing restored at home (the deputy stays small); a next node that refuses leaves it running where it was, unfrozen (the move is called off)"
+  atf_set descr "a process away moves on to another remote node with its image relayed through home, nothing restored at home (the deputy stays small); a next node that refuses leaves it running where it was, unfrozen (the move is called off), and so does a link to it that breaks after the freeze (injected)"
   atf_set require.user root
   atf_set timeout 180
 }
@@ -1282,6 +1282,13 @@ move_on_body() {
   [ "$(where 1 "$pid")" = 2 ] || atf_fail "the process is not at node 2 after node 3 refused it"
   [ -n "$(body_pid 2)" ] || atf_fail "no body runs on node 2 after node 3 refused it"
   atf_check -o ignore mosctl cluster exec 3 -- mosctl nostay
+  # The link to node 3 breaks after the body froze (injected): it runs on at node 2.
+  on_node 1 sh -c "echo move-on >/run/roam/agents/$pid.fault"
+  atf_check -s exit:1 -o ignore -e "match:process $pid stays at node 2: moving on to node 3 failed: node 3: fault injected after the first run relayed" \
+    mosctl cluster exec 1 -- migrate "$pid" 3
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "the process is not at node 2 after the link to node 3 broke"
+  [ -n "$(body_pid 2)" ] || atf_fail "no body runs on node 2 after the link to node 3 broke"
+  [ -z "$(body_pid 3)" ] || atf_fail "a stub is left on node 3"
   migrate_ok 1 "$pid" 3
   [ -z "$(body_pid 2)" ] || atf_fail "a body is left on node 2"
   [ -n "$(body_pid 3)" ] || atf_fail "no body runs on node 3"

@@ -72,11 +72,12 @@ struct HomeOptions {
   std::function<void(const std::string& why)> on_home_failed;
   // The body moved on (move_on) and runs at `node`.
   std::function<void(uint32_t node, const MoveStats& stats)> on_moved_on;
-  // Fault injection for tests, asked once per coming home at each point:
-  // true for "home-prepare" makes laying the deputy out fail (the restore
-  // then goes without), for "home-restore" makes the restore fail after the
-  // first run of pages (roam-agent: the word in agents/PID.fault in mosd's
-  // state directory, consumed).
+  // Fault injection for tests, asked once per coming home (or move on) at
+  // each point: true for "home-prepare" makes laying the deputy out fail
+  // (the restore then goes without), for "home-restore" makes the restore
+  // fail after the first run of pages, for "move-on" makes the link to the
+  // next node fail after the first run relayed (roam-agent: the word in
+  // agents/PID.fault in mosd's state directory, consumed).
   std::function<bool(std::string_view point)> fault;
 };
 
