@@ -181,7 +181,6 @@ class HomeAgent::Impl {
     next_node_ = node;
     next_reason_ = reason;
     called_off_.clear();
-    next_refused_.reset();
     ch_.send_msg(msg::ComeHome{reason});
     last_sent_ = Clock::now();
     come_home_sent_ = true;
@@ -1256,8 +1255,8 @@ class HomeAgent::Impl {
 
   // The body's plan goes on to the next node, which prepares a stub; its
   // answer goes back as HomePrepared (the files it has other versions of
-  // travel whole). A refusal is kept for when the image comes: the body
-  // freezes all the same, and is told to run on (relay_body).
+  // travel whole). A refusal calls the move off (HomePrepared::call_off):
+  // the body does not freeze and runs on where it is.
   void relay_plan() {
     ImageReceiver rx(ch_, o_.link_timeout);
     image::ProcessImage plan = body_header(rx, "plan of the body moving on");
@@ -1268,6 +1267,7 @@ class HomeAgent::Impl {
     }
     auto t0 = Clock::now();
     msg::HomePrepared done;
+    std::optional<std::string> refused;
     try {
       next_->send_msg(offer_for(plan));
       send_image(*next_, plan);
@@ -1283,24 +1283,23 @@ class HomeAgent::Impl {
       next_prepared_ = Clock::now() - t0;
       next_populated_ = prep.populated_bytes;
     } catch (const UserError& e) {
-      next_refused_ = e.what();
+      refused = e.what();
     } catch (const ChannelError& e) {
-      next_refused_ = fmt::format("node {}: {}", next_node_, e.what());
+      refused = fmt::format("node {}: {}", next_node_, e.what());
     } catch (const wire::DecodeError& e) {
-      next_refused_ = fmt::format("node {} garbled its answer: {}", next_node_, e.what());
+      refused = fmt::format("node {} garbled its answer: {}", next_node_, e.what());
     }
     done.prepare_us = static_cast<uint64_t>(us(Clock::now() - t0).count());
-    if (!next_refused_) return send(done);
+    if (!refused) return send(done);
     // Called off: the body does not freeze and runs on where it is. A body
     // agent too old to know freezes anyway; its image is turned away
     // (relay_body).
-    done.error = *next_refused_;
+    const std::string& why = *refused;
+    done.error = why;
     done.call_off = true;
     send(done);
     called_off_ = next_reason_;
-    std::string why = *next_refused_;
     next_.reset();
-    next_refused_.reset();
     come_home_sent_ = false;
     log_.push_back(fmt::format("moving on to node {} called off, the body runs on at its node: {}", next_node_, why));
     if (o_.on_home_failed) o_.on_home_failed(fmt::format("moving on to node {} failed: {}", next_node_, why));
@@ -1329,10 +1328,10 @@ class HomeAgent::Impl {
       called_off_.clear();
       return;
     }
-    std::optional<std::string> failed = next_refused_;
+    std::optional<std::string> failed;
     uint64_t relayed = 0;
     uint64_t restore_us = 0;
-    if (!failed) {
+    {
       bool fault = o_.fault && o_.fault("move-on");
       restore::PageSource from_old = [&, inner = rx.pages(), runs = 0]() mutable {
         if (fault && ++runs > 1)  // as if the next node's link broke
@@ -1365,7 +1364,6 @@ class HomeAgent::Impl {
       next_.reset();  // the next node's agent sees the link close and kills its stub
       send(msg::HomeDone{false, *failed});
       come_home_sent_ = false;
-      next_refused_.reset();
       log_.push_back(fmt::format("moving on to node {} failed, the body runs on at its node: {}", next_node_, *failed));
       if (o_.on_home_failed) o_.on_home_failed(fmt::format("moving on to node {} failed: {}", next_node_, *failed));
       return;
@@ -1421,7 +1419,6 @@ class HomeAgent::Impl {
   std::optional<Channel> next_;  // moving on: the link to the next node
   uint32_t next_node_ = 0;
   std::string next_reason_;
-  std::optional<std::string> next_refused_;  // the next node refused or failed before the freeze
   std::string called_off_;  // the reason of a move on called off (HomePrepared::call_off)
   Clock::duration next_prepared_{};
   uint64_t next_populated_ = 0;

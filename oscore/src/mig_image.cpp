@@ -9,32 +9,56 @@
 namespace roam::mig {
 
 
+namespace {
+
+// One RIMG stream as MigChunk frames: the state sections, then page records
+// (a frame each, sent from where the pages lie), then the trailer, which
+// vouches for the pages the encoder counted.
+class StreamSender {
+ public:
+  StreamSender(Channel& ch, const image::ProcessImage& image) : ch_(ch) {
+    std::vector<std::byte> head = enc_.header(image);  // state only: pages go as records
+    for (size_t off = 0; off < head.size(); off += msg::kMigChunkBytes) {
+      auto piece = std::span<const std::byte>(head).subspan(off, std::min(msg::kMigChunkBytes, head.size() - off));
+      ch_.send_msg(msg::MigChunk{{piece.begin(), piece.end()}});
+    }
+    sent_ = head.size();
+  }
+
+  static constexpr size_t kPiece = (msg::kMigChunkBytes - image::kPagesPrefixBytes) & ~size_t{4095};
+
+  // Pages at `addr`, in frames of at most kPiece bytes: MigChunk's own head
+  // (type, blob length), the page record's prefix, then the pages.
+  void pages(uint64_t addr, std::span<const std::byte> data) {
+    for (size_t off = 0; off < data.size(); off += kPiece) {
+      auto piece = data.subspan(off, std::min(kPiece, data.size() - off));
+      auto prefix = enc_.pages_prefix(addr + off, piece.size());
+      wire::Writer h;
+      h.u16(static_cast<uint16_t>(msg::Type::mig_chunk));
+      h.u32(static_cast<uint32_t>(prefix.size() + piece.size()));
+      ch_.send_bulk({std::span<const std::byte>(h.buffer()), std::span<const std::byte>(prefix), piece});
+      sent_ += prefix.size() + piece.size();
+    }
+  }
+
+  uint64_t finish() {
+    std::vector<std::byte> tail = enc_.trailer();
+    sent_ += tail.size();
+    ch_.send_msg(msg::MigChunk{std::move(tail)});
+    return sent_;
+  }
+
+ private:
+  Channel& ch_;
+  image::ImageEncoder enc_;
+  uint64_t sent_ = 0;
+};
+
+}  // namespace
+
 uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped, std::span<const uint64_t> mismatched) {
-  image::ImageEncoder enc;
-  uint64_t sent = 0;
-  std::vector<std::byte> head = enc.header(image);
-  for (size_t off = 0; off < head.size(); off += msg::kMigChunkBytes) {
-    auto piece = std::span<const std::byte>(head).subspan(off, std::min(msg::kMigChunkBytes, head.size() - off));
-    ch.send_msg(msg::MigChunk{{piece.begin(), piece.end()}});
-  }
-  sent += head.size();
-  constexpr size_t kPiece = (msg::kMigChunkBytes - image::kPagesPrefixBytes) & ~size_t{4095};
-  // One MigChunk frame per piece: MigChunk's own head (type, blob length),
-  // then the page record's prefix, then the pages, written from where they
-  // lie.
-  auto send_piece = [&](uint64_t addr, std::span<const std::byte> piece) {
-    auto prefix = enc.pages_prefix(addr, piece.size());
-    wire::Writer h;
-    h.u16(static_cast<uint16_t>(msg::Type::mig_chunk));
-    h.u32(static_cast<uint32_t>(prefix.size() + piece.size()));
-    ch.send_bulk({std::span<const std::byte>(h.buffer()), std::span<const std::byte>(prefix), piece});
-    sent += prefix.size() + piece.size();
-  };
-  for (const image::PageData& p : image.pages) {
-    std::span<const std::byte> all(p.bytes);
-    for (size_t off = 0; off < all.size(); off += kPiece)
-      send_piece(p.addr + off, all.subspan(off, std::min(kPiece, all.size() - off)));
-  }
+  StreamSender out(ch, image);
+  for (const image::PageData& p : image.pages) out.pages(p.addr, p.bytes);
   if (stopped > 0 && image.pages.empty()) {
     // Reading a little and sending it before reading more keeps the batch
     // in cache and the receiver busy: it checks and writes a frame only
@@ -43,45 +67,18 @@ uint64_t send_image(Channel& ch, const image::ProcessImage& image, pid_t stopped
     // TCP over 5 moves), 256 KiB-2 MiB within the noise of each other
     // (1.6-2.0x); 512 KiB it is.
     constexpr size_t kBatch = size_t{512} << 10;
-    static_assert(kBatch <= kPiece);
+    static_assert(kBatch <= StreamSender::kPiece);
     std::vector<image::PageRun> runs = image::pages_to_send(image, mismatched);
-    image::read_pages(stopped, runs, send_piece, kBatch);
+    image::read_pages(stopped, runs, [&](uint64_t addr, std::span<const std::byte> data) { out.pages(addr, data); },
+                      kBatch);
   }
-  std::vector<std::byte> tail = enc.trailer();
-  ch.send_msg(msg::MigChunk{std::move(tail)});
-  return sent + tail.size();
+  return out.finish();
 }
 
 uint64_t relay_image(Channel& ch, const image::ProcessImage& header, const restore::PageSource& pages) {
-  image::ImageEncoder enc;
-  std::vector<std::byte> head;
-  if (header.pages.empty()) {
-    head = enc.header(header);
-  } else {
-    image::ProcessImage state = header;
-    state.pages.clear();
-    head = enc.header(state);
-  }
-  for (size_t off = 0; off < head.size(); off += msg::kMigChunkBytes) {
-    auto piece = std::span<const std::byte>(head).subspan(off, std::min(msg::kMigChunkBytes, head.size() - off));
-    ch.send_msg(msg::MigChunk{{piece.begin(), piece.end()}});
-  }
-  uint64_t sent = head.size();
-  constexpr size_t kPiece = (msg::kMigChunkBytes - image::kPagesPrefixBytes) & ~size_t{4095};
-  while (auto run = pages()) {
-    for (size_t off = 0; off < run->second.size(); off += kPiece) {
-      auto piece = run->second.subspan(off, std::min(kPiece, run->second.size() - off));
-      auto prefix = enc.pages_prefix(run->first + off, piece.size());
-      wire::Writer h;
-      h.u16(static_cast<uint16_t>(msg::Type::mig_chunk));
-      h.u32(static_cast<uint32_t>(prefix.size() + piece.size()));
-      ch.send_bulk({std::span<const std::byte>(h.buffer()), std::span<const std::byte>(prefix), piece});
-      sent += prefix.size() + piece.size();
-    }
-  }
-  std::vector<std::byte> tail = enc.trailer();
-  ch.send_msg(msg::MigChunk{std::move(tail)});
-  return sent + tail.size();
+  StreamSender out(ch, header);
+  while (auto run = pages()) out.pages(run->first, run->second);
+  return out.finish();
 }
 
 ImageReceiver::ImageReceiver(Channel& ch, std::chrono::milliseconds timeout)

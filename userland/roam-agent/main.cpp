@@ -146,31 +146,20 @@ class HomeSide {
                            st.deputy_rss_kib);
                        log_info("{}", line);
                        current_ = to;
-                       moved_bytes_ = st.image_bytes;
-                       write_where(to);
-                       write_stats(0);
-                       write_last_move(st.image_bytes, st.freeze.count() / 1000.0);
+                       arrived(to, st.image_bytes, st.freeze.count() / 1000.0);
                        if (asking) asking->reply(true, line);
                        asking.reset();
                      },
                  .fault = [this](std::string_view point) { return take_fault(point); }});
       try {
         auto t0 = Clock::now();
-        Channel ch = dial_channel(spec->address, static_cast<uint16_t>(spec->port + 1), key_, c_.node, node,
-                                  msg::kFeatMigration,
-                                  std::chrono::milliseconds(cfg_.settings.connect_timeout_ms), msg::kMigMaxFrame,
-                                  cfg_.settings.seal_pages);
-        mig::MoveStats st = agent.move_out(std::move(ch));
+        mig::MoveStats st = agent.move_out(dial(*spec, node));
         double total = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         std::string line = fmt::format(
             "process {} moved to node {} in {:.0f} ms (frozen {:.1f} ms, {:.1f} MiB sent, deputy keeps {} KiB)", pid_,
             node, total, st.freeze.count() / 1000.0, st.image_bytes / 1048576.0, st.deputy_rss_kib);
         log_info("{}", line);
-        moved_bytes_ = st.image_bytes;
-        tick_at_ = {};
-        write_where(node);
-        write_stats(0);
-        write_last_move(st.image_bytes, total);
+        arrived(node, st.image_bytes, total);
         client.reply(true, line);
       } catch (const std::exception& e) {
         std::string line = fmt::format("process {} stays at node {}: {}", pid_, c_.node, e.what());
@@ -200,11 +189,7 @@ class HomeSide {
             return;
           }
           try {
-            Channel next = dial_channel(to->address, static_cast<uint16_t>(to->port + 1), key_, c_.node, want,
-                                        msg::kFeatMigration,
-                                        std::chrono::milliseconds(cfg_.settings.connect_timeout_ms), msg::kMigMaxFrame,
-                                        cfg_.settings.seal_pages);
-            if (!agent.move_on(want, std::move(next), fmt::format("asked to node {}", want))) {
+            if (!agent.move_on(want, dial(*to, want), fmt::format("asked to node {}", want))) {
               c->reply(false, fmt::format("process {} is already on its way", pid_));
               return;
             }
@@ -263,6 +248,22 @@ class HomeSide {
     check_sys(::bind(listener_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), "bind " + socket_.string());
     ::chmod(socket_.c_str(), 0666);  // requests are checked by SO_PEERCRED
     check_sys(::listen(listener_.get(), 16), "listen");
+  }
+
+  // The migration link to `node`, authenticated with the cluster key.
+  Channel dial(const NodeSpec& spec, uint32_t node) {
+    return dial_channel(spec.address, static_cast<uint16_t>(spec.port + 1), key_, c_.node, node, msg::kFeatMigration,
+                        std::chrono::milliseconds(cfg_.settings.connect_timeout_ms), msg::kMigMaxFrame,
+                        cfg_.settings.seal_pages);
+  }
+
+  // The body runs at `node` now (moved out, or on): what mosd and mosps read.
+  void arrived(uint32_t node, uint64_t bytes, double took_ms) {
+    moved_bytes_ = bytes;
+    tick_at_ = {};
+    write_where(node);
+    write_stats(0);
+    write_last_move(bytes, took_ms);
   }
 
   // Fault injection for tests: agents/PID.fault (root's, like the whole
