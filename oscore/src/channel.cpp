@@ -150,6 +150,13 @@ bool Channel::pop(std::vector<std::byte>& body) {
 std::span<const std::byte> Channel::recv_view(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
   std::span<const std::byte> body;
+  // The low-water mark this wait raises is its own: a caller's own poll
+  // must wake for the next small frame (a keepalive, a forwarded call), or
+  // it hears nothing until the link times out.
+  struct LowerAgain {
+    Channel* ch;
+    ~LowerAgain() { ch->wake_for(0); }
+  } lower{this};
   for (;;) {
     if (pop_view(body)) return body;
     if (eof_) throw ChannelError("connection closed by the peer");

@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -452,5 +453,62 @@ TEST(Channel, BothEndsAgreeOnTheFasterBulkTag) {
 }
 
 TEST(Channel, BulkFramesAreSealedWhenOneEndAsksForIt) { bulk_frames_over_loopback(true, std::nullopt); }
+
+// A receive that waited for a big frame raises the socket's low-water mark
+// (SO_RCVLOWAT) to wake once. Afterwards the agents poll the same socket
+// for small frames (keepalives, forwarded calls): the mark must be back at
+// one byte, or poll stays quiet and the link is declared lost. That is how
+// a failed coming home killed the process it meant to keep running.
+TEST(Channel, PollWakesForASmallFrameAfterABigOne) {
+  FileDesc l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_TRUE(l.valid());
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(l.get(), 1), 0);
+  socklen_t al = sizeof a;
+  ASSERT_EQ(::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &al), 0);
+  FileDesc out(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  ASSERT_EQ(::connect(out.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  FileDesc in(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(in.valid());
+  Channel sender(std::move(out), nullptr, msg::kMigMaxFrame);
+  Channel receiver(std::move(in), nullptr, msg::kMigMaxFrame);
+
+  // A 1 MiB frame whose second half comes only once the receiver waits
+  // for it with most of the frame missing.
+  Bytes big(1 << 20);
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::byte>(i * 13 + 5);
+  Bytes framed = wire::frame(big);
+  size_t half = framed.size() / 2;
+  int raw = sender.fd();
+  std::thread writer([&] {
+    ::send(raw, framed.data(), half, MSG_NOSIGNAL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    size_t off = half;
+    while (off < framed.size()) {
+      ssize_t n = ::send(raw, framed.data() + off, framed.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+  });
+  auto v = receiver.recv_view(std::chrono::seconds(10));
+  writer.join();
+  EXPECT_TRUE(std::equal(v.begin(), v.end(), big.begin(), big.end()));
+
+  int lowat = 0;
+  socklen_t ll = sizeof lowat;
+  ASSERT_EQ(::getsockopt(receiver.fd(), SOL_SOCKET, SO_RCVLOWAT, &lowat, &ll), 0);
+  EXPECT_EQ(lowat, 1);
+
+  sender.send(text("keepalive"));
+  pollfd p{receiver.fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "poll did not wake for a small frame after a big one";
+  ASSERT_TRUE(receiver.pump());
+  Bytes small;
+  ASSERT_TRUE(receiver.pop(small));
+  EXPECT_TRUE(small == text("keepalive"));
+}
 
 }  // namespace roam
