@@ -678,7 +678,23 @@ class BodyServer {
       // unknown): the CPU clock alone, counted as user time, rather than
       // the body's own figures without the home part.
       auto ns = cpu_clock_ns(body_);
-      if (!ns) return std::nullopt;  // the body is gone
+      if (!ns) {
+        // The body is gone, or (seen once in cpu_clocks) neither /proc nor
+        // its clock could be read: say so, the caller falls back.
+        if (!usage_lost_logged_) {
+          clockid_t c;
+          int clock_rc = ::clock_getcpuclockid(body_, &c);
+          std::string stat = fmt::format("/proc/{}/stat", body_);
+          int fd = ::open(stat.c_str(), O_RDONLY | O_CLOEXEC);
+          int open_errno = fd < 0 ? errno : 0;
+          if (fd >= 0) ::close(fd);
+          out_.log.push_back(fmt::format("usage of body {} unreadable (its clock: {}; open {}: {}): "
+                                         "its call runs on its own figures",
+                                         body_, std::strerror(clock_rc), stat, std::strerror(open_errno)));
+        }
+        usage_lost_logged_ = true;
+        return std::nullopt;
+      }
       if (!usage_fallback_logged_)
         out_.log.push_back(fmt::format("usage of body {} unreadable in /proc: CPU clock only", body_));
       usage_fallback_logged_ = true;
@@ -1045,12 +1061,25 @@ class BodyServer {
   // to refused it): the body runs on as it was. A call that came to need
   // home meanwhile is re-issued, and goes home afresh.
   void called_off(const std::string& why) {
-    out_.log.push_back(fmt::format("the move was called off: {}", why));
     std::optional<uint64_t> notif = going_->notif;
+    out_.log.push_back(fmt::format("the move was called off: {}{}", why,
+                                   notif ? "; the call that waited for home is issued again" : ""));
     going_.reset();
     home_requested_ = false;
     home_reason_.clear();
-    if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
+    if (notif) reissue(*notif);
+  }
+
+  // Answers `notif` so that its call is issued again. -ERESTARTNOINTR
+  // rewinds a call only on the way through signal handling, so the body is
+  // held in a ptrace interrupt-stop while the answer lands; answered alone,
+  // the program would see errno 513.
+  void reissue(uint64_t notif) {
+    Tracee t = Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill});
+    t.request_interrupt();
+    answer(notif, 0, -static_cast<int>(kERestartNoIntr));
+    t.settle();
+    t.detach();
   }
 
   // Freezes the body (answering `notif` with a restart so the call is
@@ -1188,6 +1217,7 @@ class BodyServer {
   msg::MigOffer offer_;
   CpuUsage before_;  // used at home until the move (MigGo)
   bool usage_fallback_logged_ = false;
+  bool usage_lost_logged_ = false;
   std::optional<Tracee> stub_;
   cpu_set_t node_cpus_{};  // the CPUs the body may use here (the agent's own)
   pid_t body_ = -1;

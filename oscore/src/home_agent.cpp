@@ -27,6 +27,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "roam/capture.hpp"
@@ -1265,6 +1266,9 @@ class HomeAgent::Impl {
     } catch (const wire::DecodeError& e) {
       throw LinkLost{fmt::format("bad plan of the body moving on: {}", e.what())};
     }
+    // Injected: the plan is held here a while, so that a call which needs
+    // home meets a move still in the air (tests: the call-off re-issues it).
+    if (o_.fault && o_.fault("move-on-slow")) std::this_thread::sleep_for(std::chrono::seconds(3));
     auto t0 = Clock::now();
     msg::HomePrepared done;
     std::optional<std::string> refused;

@@ -1194,6 +1194,60 @@ PY
 }
 forced_home_fails_cleanup() { cluster_down; }
 
+atf_test_case called_off_fork cleanup
+called_off_fork_head() {
+  atf_set descr "a fork that needs home while a move on to another node is in the air waits; when that node refuses and the move is called off, the fork is issued again and goes home (it never sees errno 513)"
+  atf_set require.user root
+  atf_set require.progs python3
+  atf_set timeout 180
+}
+called_off_fork_body() {
+  roam_init
+  # Slow gossip: node 1 does not learn node 3's stay, node 3 refuses itself.
+  cluster_up 3 --set gossip.step_ms=60000
+  # After "go" it computes for a second (no forwarded call: home is busy
+  # holding the plan), then forks.
+  cat >fork1.py <<'PY'
+import errno, os, sys, time
+print("READY", flush=True)
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+end = time.monotonic() + 1.0
+while time.monotonic() < end:
+    pass
+try:
+    child = os.fork()
+except OSError as e:
+    print(f"fork: {errno.errorcode.get(e.errno, e.errno)}", flush=True)
+    sys.exit(1)
+if child == 0:
+    os._exit(7)
+_, status = os.waitpid(child, 0)
+print(f"fork: child exited {os.waitstatus_to_exitcode(status)}", flush=True)
+PY
+  pid=$(job_start 1 co python3 "$PWD/fork1.py" "$PWD/go")
+  wait_line co.out '^READY'
+  migrate_ok 1 "$pid" 2
+  atf_check -o ignore mosctl cluster exec 3 -- mosctl stay
+  # Home holds the body's plan 3 s before node 3 sees it (and refuses):
+  # the fork comes to need home meanwhile, a second after "go".
+  on_node 1 sh -c "echo move-on-slow >/run/roam/agents/$pid.fault"
+  touch go
+  mosctl cluster exec 1 -- migrate "$pid" 3 >mig.out 2>mig.err
+  rc=$?
+  cat mig.out mig.err
+  [ "$rc" = 1 ] || atf_fail "migrate to the refusing node 3 exited $rc, not 1"
+  grep -q "process $pid stays at node 2: moving on to node 3 failed: .*node 3 takes no guests" mig.err ||
+    atf_fail "migrate did not say why the process stays at node 2"
+  expect_status co 0
+  cat co.out
+  grep -qx "fork: child exited 7" co.out || atf_fail "the fork did not go home and succeed"
+  grep -q "the move was called off: node 3 takes no guests.*; the call that waited for home is issued again" "$(mosd_log 2)" ||
+    atf_fail "node 2 did not hold the fork while the move was in the air, or did not issue it again"
+  grep -q "coming home (clone needs home)" "$(mosd_log 1)" || atf_fail "the fork did not bring the process home"
+}
+called_off_fork_cleanup() { cluster_down; }
+
 atf_test_case mlockall_future cleanup
 mlockall_future_head() {
   atf_set descr "mlockall(MCL_FUTURE) moves: what the process maps away, and after coming home, is locked (faulted in at mmap); with MCL_ONFAULT, locked and not faulted in; a root process (CAP_IPC_LOCK) is not given it in a body under a finite RLIMIT_MEMLOCK (logged), and has it again at home"
@@ -1329,6 +1383,7 @@ atf_init_test_cases() {
   atf_add_test_case dlopen_away
   atf_add_test_case home_restore_fails
   atf_add_test_case forced_home_fails
+  atf_add_test_case called_off_fork
   atf_add_test_case mlockall_future
   atf_add_test_case seccomp_sandbox
   atf_add_test_case move_on

@@ -76,8 +76,10 @@ struct HomeOptions {
   // each point: true for "home-prepare" makes laying the deputy out fail
   // (the restore then goes without), for "home-restore" makes the restore
   // fail after the first run of pages, for "move-on" makes the link to the
-  // next node fail after the first run relayed (roam-agent: the word in
-  // agents/PID.fault in mosd's state directory, consumed).
+  // next node fail after the first run relayed, for "move-on-slow" holds
+  // the body's plan 3 s at home before it goes on to the next node
+  // (roam-agent: the word in agents/PID.fault in mosd's state directory,
+  // consumed).
   std::function<bool(std::string_view point)> fault;
 };
 
