@@ -544,8 +544,10 @@ class BodyServer {
       stop_as_ = sig;
       info.si_signo = SIGSTOP;
     }
+    std::optional<Tracee> held = hold_for_signal();
     if (int err = queue_signal(info); err != 0 && err != ESRCH)
       out_.log.push_back(fmt::format("queueing signal {} to the body failed: {}", sig, std::strerror(err)));
+    if (held) held->detach();
     if (!outstanding_) return;
     bool handler = (s.caught & bit) != 0 && (s.blocked & bit) == 0;
     if (handler) cancel_for_handler_ = true;
@@ -556,6 +558,40 @@ class BodyServer {
     if (handler || stops) {
       send(msg::FwdCancel{outstanding_->seq});
       cancel_sent_ = true;
+    }
+  }
+
+  // A call the body raised that this agent has not yet received waits in
+  // the kernel interruptibly: a signal queued then would end it with EINTR
+  // (a handler without SA_RESTART), though the call never blocks where it
+  // runs natively (times, getrusage, a CPU clock) or is one that home runs
+  // and interrupts itself. So the body is held in a ptrace interrupt-stop
+  // while the signal is queued, and a notified call the stop interrupted
+  // (-ERESTARTSYS) is made to start again after the handler
+  // (-ERESTARTNOINTR): it is raised anew and served as usual, as if the
+  // signal had come just before it. Not while the body waits for a call
+  // this agent took (forwarded or parked): that wait is killable only, so
+  // the stop would wait for this agent, and the signal cannot interrupt it
+  // anyway. (A signal the body's own kernel raises, such as a local
+  // itimer's, cannot be held like this.)
+  std::optional<Tracee> hold_for_signal() {
+    if (outstanding_ || (going_ && going_->notif)) return std::nullopt;
+    try {
+      Tracee t = Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill});
+      t.interrupt();
+      ptrace::Regs r = t.regs();
+      if (static_cast<int64_t>(r.orig_rax) >= 0 && r.rax == static_cast<uint64_t>(-kERestartSys)) {
+        uint64_t args[6] = {r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9};
+        Disposition d = decide(static_cast<int>(r.orig_rax), args, offer_.home_pid);
+        if (d != Disposition::local && d != Disposition::exit) {
+          r.rax = static_cast<uint64_t>(-kERestartNoIntr);
+          t.set_regs(r);
+        }
+      }
+      return t;
+    } catch (const std::exception&) {
+      // On its way out: the signal is queued (or not) as it is.
+      return std::nullopt;
     }
   }
 

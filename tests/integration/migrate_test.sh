@@ -240,6 +240,28 @@ signal_storm_body() {
 }
 signal_storm_cleanup() { cluster_down; }
 
+atf_test_case instant_calls_under_signals cleanup
+instant_calls_under_signals_head() {
+  atf_set descr "calls that never block (times, getrusage, CPU clocks), answered by the body's agent, never fail with EINTR under a storm of signals whose handlers lack SA_RESTART"
+  atf_set require.user root
+  atf_set timeout 300
+}
+instant_calls_under_signals_body() {
+  roam_init
+  cluster_up 2
+  pid=$(job_start 1 inst "$(wl signal_storm)" instant)
+  wait_line inst.out '^READY'
+  migrate_ok 1 "$pid" 2
+  on_node 1 "$(wl signal_sender)" "$pid" 2000 >sender.out 2>&1 || { cat sender.out inst.out; atf_fail "the sender failed"; }
+  [ "$(where 1 "$pid")" = 2 ] || atf_fail "the process left node 2 during the storm"
+  on_node 1 kill -USR1 "$pid"
+  expect_status inst 0
+  cat inst.out
+  atf_check -o "match:^PASS" cat inst.out
+  atf_check -o "match:rt=2000 rtsum=2001000" cat inst.out
+}
+instant_calls_under_signals_cleanup() { cluster_down; }
+
 atf_test_case blocking_read cleanup
 blocking_read_head() {
   atf_set descr "a read blocked at home while away is interrupted by a signal exactly as Linux would (EINTR / SA_RESTART)"
@@ -1371,6 +1393,7 @@ atf_init_test_cases() {
   atf_add_test_case pipe_with_home
   atf_add_test_case tcp_connection
   atf_add_test_case signal_storm
+  atf_add_test_case instant_calls_under_signals
   atf_add_test_case blocking_read
   atf_add_test_case blocking_calls_interrupted
   atf_add_test_case blocking_write
