@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -581,6 +582,12 @@ Regs regs_for_restart(const Regs& stopped) {
     case kERestartNoIntr:
     case kERestartNoHand:
     case kERestartRestartBlock:
+      // The remaining time of a relative sleep is in its `rem`: the rest
+      // of the sleep is asked for, not all of it again.
+      if (r.rax == static_cast<uint64_t>(-kERestartRestartBlock)) {
+        if (r.orig_rax == SYS_nanosleep && r.rsi != 0) r.rdi = r.rsi;
+        if (r.orig_rax == SYS_clock_nanosleep && (r.rsi & TIMER_ABSTIME) == 0 && r.r10 != 0) r.rdx = r.r10;
+      }
       r.rax = r.orig_rax;
       r.rip -= 2;
       r.orig_rax = ~uint64_t{0};

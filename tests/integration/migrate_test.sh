@@ -798,6 +798,35 @@ PY
 }
 sigchld_ignored_away_cleanup() { cluster_down; }
 
+atf_test_case sleep_keeps_its_length cleanup
+sleep_keeps_its_length_head() {
+  atf_set descr "a relative sleep (sleep 8: nanosleep with a rem pointer) moved out and back home mid-sleep sleeps only what was left, not its whole length again after each move"
+  atf_set require.user root
+  atf_set timeout 120
+}
+sleep_keeps_its_length_body() {
+  roam_init
+  cluster_up 2
+  # Moved at 3 s and home at 5 s: 8 s in all; restarted in full after each
+  # move it would take 13 s. The bounds leave seconds of slack either way.
+  on_node 1 sh -c 'start=$(date +%s%N)
+    mosrun sleep 8 & p=$!
+    sleep 3; migrate "$p" 2 || exit 1
+    sleep 2; migrate "$p" home || exit 1
+    wait "$p"; rc=$?
+    end=$(date +%s%N)
+    echo "status $rc elapsed_ms $(( (end - start) / 1000000 ))"' >sl.out 2>&1 || { cat sl.out; atf_fail "a move failed"; }
+  cat sl.out
+  grep -q "moved to node 2" sl.out || atf_fail "the sleep did not move to node 2"
+  grep -q "came home" sl.out || atf_fail "the sleep did not come home"
+  grep -q "^status 0 " sl.out || atf_fail "sleep did not exit 0"
+  ms=$(sed -n 's/^status 0 elapsed_ms \([0-9]*\)$/\1/p' sl.out)
+  [ -n "$ms" ] || atf_fail "no elapsed time"
+  [ "$ms" -ge 7900 ] || atf_fail "the 8 s sleep ended after $ms ms: cut short"
+  [ "$ms" -lt 10500 ] || atf_fail "the 8 s sleep took $ms ms: it started over after a move"
+}
+sleep_keeps_its_length_cleanup() { cluster_down; }
+
 atf_test_case clocks cleanup
 clocks_head() {
   atf_set descr "CLOCK_MONOTONIC and CLOCK_BOOTTIME never jump across nodes whose clocks differ by 1000 s"
@@ -1412,6 +1441,7 @@ atf_init_test_cases() {
   atf_add_test_case move_on
   atf_add_test_case file_versions
   atf_add_test_case sigchld_ignored_away
+  atf_add_test_case sleep_keeps_its_length
   atf_add_test_case clocks
   atf_add_test_case cpu_clocks
   atf_add_test_case timers

@@ -1406,6 +1406,37 @@ TEST(Ptrace, RegsForRestartRewindsLikeTheKernel) {
   EXPECT_EQ(regs_for_restart(r).rip, 0x401002u);
 }
 
+// A relative sleep stopped with -ERESTART_RESTARTBLOCK asks for what its
+// `rem` holds (the kernel wrote the remaining time there); without `rem`,
+// or absolute, or for any other code, the request stays.
+TEST(Ptrace, RegsForRestartSleepsOnlyWhatWasLeft) {
+  Regs r{};
+  r.rip = 0x401002;
+  r.rax = static_cast<uint64_t>(-516);
+  r.orig_rax = SYS_nanosleep;
+  r.rdi = 0x7000;  // req
+  r.rsi = 0x7010;  // rem
+  Regs out = regs_for_restart(r);
+  EXPECT_EQ(out.rdi, 0x7010u);
+  EXPECT_EQ(out.rsi, 0x7010u);
+  EXPECT_EQ(out.rax, static_cast<uint64_t>(SYS_nanosleep));
+  EXPECT_EQ(out.rip, 0x401000u);
+  r.rsi = 0;
+  EXPECT_EQ(regs_for_restart(r).rdi, 0x7000u);
+
+  r.orig_rax = SYS_clock_nanosleep;
+  r.rdi = CLOCK_MONOTONIC;
+  r.rsi = 0;        // relative
+  r.rdx = 0x7000;   // req
+  r.r10 = 0x7010;   // rem
+  EXPECT_EQ(regs_for_restart(r).rdx, 0x7010u);
+  r.rsi = TIMER_ABSTIME;
+  EXPECT_EQ(regs_for_restart(r).rdx, 0x7000u);
+  r.rsi = 0;
+  r.rax = static_cast<uint64_t>(-514);  // not the restart block's code
+  EXPECT_EQ(regs_for_restart(r).rdx, 0x7000u);
+}
+
 // Cost of one injected call, tracer and tracee on the same CPU and on
 // different CPUs. Printed, not asserted: it depends on the machine.
 TEST(PtraceCost, InjectedGetpid) {

@@ -297,8 +297,12 @@ uint64_t sigmask_of(const RemoteSyscalls& rs);
 // made ready to be set into a task that will just run (a restored body): rip
 // back on the syscall instruction and rax = the original call, as the kernel
 // does when no handler runs. -ERESTART_RESTARTBLOCK re-issues the original
-// call too, because the restart block belongs to the old task (a relative
-// sleep then starts over). Other registers come back unchanged.
+// call too, because the restart block belongs to the old task. A relative
+// nanosleep or clock_nanosleep given a `rem` pointer sleeps only what was
+// left: the kernel wrote the remaining time there when it stopped the call,
+// so the call is re-issued with `rem` as its request too (rdi, resp. rdx,
+// changed: a register the call may clobber). Without `rem` a relative sleep
+// starts over. Other registers come back unchanged.
 Regs regs_for_restart(const Regs& stopped);
 
 }  // namespace roam::ptrace
