@@ -715,8 +715,8 @@ class BodyServer {
       // the body's own figures without the home part.
       auto ns = cpu_clock_ns(body_);
       if (!ns) {
-        // The body is gone, or (seen once in cpu_clocks) neither /proc nor
-        // its clock could be read: say so, the caller falls back.
+        // The body is gone, or neither /proc nor its clock could be read
+        // (never seen): say why, once; the caller falls back.
         if (!usage_lost_logged_) {
           clockid_t c;
           int clock_rc = ::clock_getcpuclockid(body_, &c);
