@@ -1,6 +1,7 @@
 // mosps: the roam processes of this node, where they are and why; with
 // --guests, the bodies of other nodes' processes running here.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -47,13 +48,20 @@ int main(int argc, char** argv) {
       std::printf("%s\n", out.dump(2).c_str());
       return 0;
     }
-    std::printf("%7s %5s %-7s %-7s %-6s %9s  %-12s %-14s %s\n", "PID", "JOB", "HOME", "WHERE", "STATE", "RSS", "WHY",
-                "PLACEMENT", "COMMAND");
+    // WHY and PLACEMENT are as wide as their longest entry, so the columns
+    // stay aligned ("home (cannot move: has 2 threads)").
+    auto why_of = [](const roam::msg::ProcInfo& p) { return p.detail.empty() ? p.reason : p.reason + " (" + p.detail + ")"; };
+    int why_w = 12, place_w = 9;
     for (auto& p : r.procs) {
-      std::string why = p.detail.empty() ? p.reason : p.reason + " (" + p.detail + ")";
-      std::printf("%7d %5llu %-7s %-7s %-6s %8lluK  %-12s %-14s %s\n", p.pid, static_cast<unsigned long long>(p.job),
+      why_w = std::max(why_w, static_cast<int>(why_of(p).size()));
+      place_w = std::max(place_w, static_cast<int>(p.placement.size()));
+    }
+    std::printf("%7s %5s %-7s %-7s %-6s %9s  %-*s %-*s %s\n", "PID", "JOB", "HOME", "WHERE", "STATE", "RSS", why_w, "WHY",
+                place_w, "PLACEMENT", "COMMAND");
+    for (auto& p : r.procs) {
+      std::printf("%7d %5llu %-7s %-7s %-6s %8lluK  %-*s %-*s %s\n", p.pid, static_cast<unsigned long long>(p.job),
                   ("node" + std::to_string(p.home)).c_str(), ("node" + std::to_string(p.where)).c_str(), p.state.c_str(),
-                  static_cast<unsigned long long>(p.rss / 1024), why.c_str(),
+                  static_cast<unsigned long long>(p.rss / 1024), why_w, why_of(p).c_str(), place_w,
                   p.placement.empty() ? "-" : p.placement.c_str(), p.command.c_str());
     }
     return 0;
