@@ -405,17 +405,25 @@ TEST(SecureStream, BulkTagsOfTheOtherAlgorithmFail) {
 // offer GMAC bulk tags and agree on them; `seal_bulk` on either side makes
 // bulk frames sealed. A 1 MiB bulk frame arrives intact either way.
 namespace {
-void bulk_frames_over_loopback(bool seal_server, std::optional<SecureStream::BulkMac> want) {
-  ClusterKey key = key_filled(3);
+// A socket listening on 127.0.0.1 at a port of the kernel's choosing, which
+// `a` then holds; invalid if any step failed.
+FileDesc loopback_listener(sockaddr_in& a) {
   FileDesc l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(l.valid());
-  sockaddr_in a{};
+  a = sockaddr_in{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(l.get(), 1), 0);
   socklen_t al = sizeof a;
-  ASSERT_EQ(::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &al), 0);
+  if (!l.valid() || ::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(l.get(), 1) != 0 ||
+      ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &al) != 0)
+    return FileDesc();
+  return l;
+}
+
+void bulk_frames_over_loopback(bool seal_server, std::optional<SecureStream::BulkMac> want) {
+  ClusterKey key = key_filled(3);
+  sockaddr_in a{};
+  FileDesc l = loopback_listener(a);
+  ASSERT_TRUE(l.valid());
   Bytes sent(1 << 20);
   for (size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<std::byte>(i * 7 + 1);
   Bytes got;
@@ -460,15 +468,9 @@ TEST(Channel, BulkFramesAreSealedWhenOneEndAsksForIt) { bulk_frames_over_loopbac
 // one byte, or poll stays quiet and the link is declared lost. That is how
 // a failed coming home killed the process it meant to keep running.
 TEST(Channel, PollWakesForASmallFrameAfterABigOne) {
-  FileDesc l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(l.valid());
   sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::bind(l.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  ASSERT_EQ(::listen(l.get(), 1), 0);
-  socklen_t al = sizeof a;
-  ASSERT_EQ(::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &al), 0);
+  FileDesc l = loopback_listener(a);
+  ASSERT_TRUE(l.valid());
   FileDesc out(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   ASSERT_EQ(::connect(out.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
   FileDesc in(::accept4(l.get(), nullptr, nullptr, SOCK_CLOEXEC));
