@@ -1256,14 +1256,15 @@ called_off_fork_body() {
   roam_init
   # Slow gossip: node 1 does not learn node 3's stay, node 3 refuses itself.
   cluster_up 3 --set gossip.step_ms=60000
-  # After "go" it computes for a second (no forwarded call: home is busy
-  # holding the plan), then forks.
+  # After "go" it says GO, computes for 1.5 s (no forwarded call: home is
+  # busy holding the plan), then forks.
   cat >fork1.py <<'PY'
 import errno, os, sys, time
 print("READY", flush=True)
 while not os.path.exists(sys.argv[1]):
     time.sleep(0.01)
-end = time.monotonic() + 1.0
+print("GO", flush=True)
+end = time.monotonic() + 1.5
 while time.monotonic() < end:
     pass
 try:
@@ -1281,9 +1282,12 @@ PY
   migrate_ok 1 "$pid" 2
   atf_check -o ignore mosctl cluster exec 3 -- mosctl stay
   # Home holds the body's plan 3 s before node 3 sees it (and refuses):
-  # the fork comes to need home meanwhile, a second after "go".
+  # the fork comes to need home meanwhile, 1.5 s after GO. The move starts
+  # once GO is out, so that the wait for "go" (forwarded calls) is over
+  # before home stops serving to hold the plan.
   on_node 1 sh -c "echo move-on-slow >/run/roam/agents/$pid.fault"
   touch go
+  wait_line co.out '^GO'
   mosctl cluster exec 1 -- migrate "$pid" 3 >mig.out 2>mig.err
   rc=$?
   cat mig.out mig.err
