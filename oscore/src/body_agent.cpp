@@ -577,7 +577,7 @@ class BodyServer {
   std::optional<Tracee> hold_for_signal() {
     if (outstanding_ || (going_ && going_->notif)) return std::nullopt;
     try {
-      Tracee t = Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill});
+      Tracee t = seize_body();
       t.interrupt();
       ptrace::Regs r = t.regs();
       if (static_cast<int64_t>(r.orig_rax) >= 0 && r.rax == static_cast<uint64_t>(-kERestartSys)) {
@@ -1106,12 +1106,16 @@ class BodyServer {
     if (notif) reissue(*notif);
   }
 
+  // The body traced by this agent for a while (a freeze, or a hold while a
+  // call is answered or a signal queued); it dies with the agent meanwhile.
+  Tracee seize_body() { return Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill}); }
+
   // Answers `notif` so that its call is issued again. -ERESTARTNOINTR
   // rewinds a call only on the way through signal handling, so the body is
   // held in a ptrace interrupt-stop while the answer lands; answered alone,
   // the program would see errno 513.
   void reissue(uint64_t notif) {
-    Tracee t = Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill});
+    Tracee t = seize_body();
     t.request_interrupt();
     answer(notif, 0, -static_cast<int>(kERestartNoIntr));
     t.settle();
@@ -1121,7 +1125,7 @@ class BodyServer {
   // Freezes the body (answering `notif` with a restart so the call is
   // re-issued at home), sends its image, and ends it once home has it.
   void freeze_home(const std::string& reason, std::optional<uint64_t> notif, bool forced) {
-    Tracee t = Tracee::seize(body_, {ptrace::TraceOption::sysgood, ptrace::TraceOption::exit_kill});
+    Tracee t = seize_body();
     t.request_interrupt();
     if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
     t.settle();
