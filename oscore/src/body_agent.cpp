@@ -1114,21 +1114,24 @@ class BodyServer {
   // rewinds a call only on the way through signal handling, so the body is
   // held in a ptrace interrupt-stop while the answer lands; answered alone,
   // the program would see errno 513.
-  void reissue(uint64_t notif) {
+  void reissue(uint64_t notif) { hold_restarting(notif).detach(); }
+
+  // The body held in an interrupt-stop; `notif`, if any, answered with
+  // -ERESTARTNOINTR while the stop is pending, so the kernel rewinds its
+  // call on the way into the stop (a frozen body re-issues it wherever it
+  // runs next).
+  Tracee hold_restarting(std::optional<uint64_t> notif) {
     Tracee t = seize_body();
     t.request_interrupt();
-    answer(notif, 0, -static_cast<int>(kERestartNoIntr));
+    if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
     t.settle();
-    t.detach();
+    return t;
   }
 
   // Freezes the body (answering `notif` with a restart so the call is
   // re-issued at home), sends its image, and ends it once home has it.
   void freeze_home(const std::string& reason, std::optional<uint64_t> notif, bool forced) {
-    Tracee t = seize_body();
-    t.request_interrupt();
-    if (notif) answer(*notif, 0, -static_cast<int>(kERestartNoIntr));
-    t.settle();
+    Tracee t = hold_restarting(notif);
     msg::GoingHome gh{reason, 0, pending_signals(), {}};
     if (auto u = used_so_far()) gh.used = *u;
     image::Frozen f = image::capture_stopped(std::move(t), {.contents = false, .body_filter = true});
